@@ -1,0 +1,121 @@
+"""``texinspect`` command line: parses arguments and calls one stage function each.
+
+The same commands are what `dvc.yaml` stages and the Kubeflow components run, so there is one
+implementation of every stage. Errors meant for people (bad data, bad config) print one line
+``error: ...`` and exit 2 instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from texinspect.errors import TexinspectError
+
+log = logging.getLogger("texinspect")
+
+# Sub-command modules, each with ``add_parser(subparsers)``; imported when the CLI starts.
+SUBCOMMAND_MODULES: list[str] = [
+    "texinspect.data.cli",
+    "texinspect.synthesis.cli",
+    "texinspect.models.fmrnet.cli",
+    "texinspect.evaluation_cli",
+]
+
+
+def add_config_args(parser: argparse.ArgumentParser) -> None:
+    """The options every stage that reads params.yaml accepts."""
+    parser.add_argument("--config", default="params.yaml", help="params file (default: params.yaml)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one key, e.g. --set train.batch_size=4 (repeatable)",
+    )
+    parser.add_argument("--profile", default=None, help="named override set from params.yaml (e.g. cpu, smoke)")
+    parser.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:0")
+
+
+def config_from_args(args: argparse.Namespace, extra: list[str] | None = None):  # -> Config
+    """Load the config named by the common options, with ``extra`` overrides applied last."""
+    from texinspect.config import load_config
+
+    overrides = list(args.set or []) + list(extra or [])
+    if getattr(args, "device", None):
+        overrides.append(f"device={args.device}")
+    return load_config(args.config, overrides, args.profile)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from texinspect.models import family_module
+
+    extra = []
+    if args.model:
+        extra.append(f"model={args.model}")
+    if args.data:
+        extra.append(f"data.root={args.data}")
+    config = config_from_args(args, extra)
+    model_dir = family_module(config.model).train(config, Path(args.out), resume=not args.no_resume)
+    print(f"model written to {model_dir}")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from texinspect.prediction import predict
+
+    table = predict(args.model, args.data, args.out, device=args.device or "auto", batch_size=args.batch_size)
+    print(f"{len(table)} images scored -> {Path(args.out) / 'scores.csv'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="texinspect", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train a model (both phases) and write its artifact")
+    train.add_argument("--model", choices=None, default=None, help="model family: rbae | fmrnet")
+    train.add_argument("--data", default=None, help="dataset folder (MVTec layout); default data.root")
+    train.add_argument("--out", required=True, help="run folder: checkpoints/, model/, summaries")
+    train.add_argument("--no-resume", action="store_true", help="ignore checkpoints in --out")
+    add_config_args(train)
+    train.set_defaults(func=_cmd_train)
+
+    pred = sub.add_parser("predict", help="score images: scores.csv + maps/*.npy")
+    pred.add_argument("--model", required=True, help="model folder written by train (…/model)")
+    pred.add_argument("--data", required=True, help="dataset folder (its test split) or a folder of images")
+    pred.add_argument("--out", required=True, help="output folder")
+    pred.add_argument("--batch-size", type=int, default=8)
+    pred.add_argument("--device", default=None)
+    pred.set_defaults(func=_cmd_predict)
+
+    for name in SUBCOMMAND_MODULES:
+        importlib.import_module(name).add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    try:
+        return int(args.func(args) or 0)
+    except TexinspectError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: checkpoints written so far are kept; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,279 @@
+"""Typed configuration: ``params.yaml`` plus named profiles plus ``--set key=value`` overrides.
+
+One file holds every hyper-parameter (the papers' values are the defaults); the same keys are DVC
+params, KFP pipeline parameters and Optuna search dimensions. Unknown keys and wrong types are
+errors that name the dotted key, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin, get_type_hints
+
+import yaml
+
+from texinspect.errors import ConfigError
+from texinspect.models.fmrnet.config import FMRNetConfig
+from texinspect.models.rbae.config import RBAEConfig
+
+
+@dataclass
+class DataConfig:
+    """Where the images are and how they are fed to a model."""
+
+    root: str = "data/sample"
+    image_size: int = 256  # images are resized to image_size x image_size
+    channels: int = 3  # model input channels; grayscale and RGB files are converted to this
+    num_workers: int = 0
+
+
+@dataclass
+class MaskConfig:
+    """Random defect masks: thresholded Perlin noise and random shapes (DRAEM-style)."""
+
+    perlin_scale_min: int = 0  # Perlin base resolution is 2**scale along each axis
+    perlin_scale_max: int = 6
+    perlin_threshold: float = 0.5
+    shape_probability: float = 0.3  # chance a mask is made of random shapes instead of noise
+    max_shapes: int = 4
+    soft_probability: float = 0.25  # chance of a large, soft, low-contrast mask (diffuse defects)
+    min_area: float = 0.002  # masks smaller than this fraction of the image are redrawn
+
+
+@dataclass
+class SynthesisConfig:
+    """Artificial defects: RB-AE eq. (1) pastes, FMR-Net eq. (1) adds transparency."""
+
+    texture_pool: str = "../shared/datasets/texture_pool"  # "" or missing: procedural textures
+    defect_probability: float = 0.5  # share of training samples that get a defect
+    transparency_min: float = 0.15  # FMR-Net lambda range; lambda=1 is a destructive defect
+    transparency_max: float = 1.0
+    destructive_probability: float = 0.5  # share of defects drawn with lambda = 1
+    self_texture_probability: float = 0.2  # anomaly source cut from another normal image
+    count: int = 64  # image/mask pairs written by the `synthesize` stage
+    mask: MaskConfig = field(default_factory=MaskConfig)
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation schedule shared by both model families (model sections hold their losses)."""
+
+    batch_size: int = 8
+    phase1_epochs: int = 400
+    phase2_epochs: int = 200
+    max_steps_phase1: int = 0  # 0: no cap (epochs decide); >0 caps the steps of the phase
+    max_steps_phase2: int = 0
+    max_minutes: float = 0.0  # 0: no wall-clock budget; >0 splits it between the phases
+    phase1_fraction: float = 0.5  # share of max_minutes given to phase 1
+    lr: float = 1e-4
+    weight_decay: float = 1e-5
+    checkpoint_every: int = 200  # steps between checkpoints (and one at each phase end)
+    log_every: int = 20
+    channels_last: bool = True
+    progress: bool = True
+
+
+@dataclass
+class EvalConfig:
+    """How maps become decisions."""
+
+    k_sigma: float = 3.0  # threshold = mean + k * std of normal scores (FMR-Net's k-sigma rule)
+    threshold_rule: Literal["k_sigma", "best_f1"] = "k_sigma"
+    score_smoothing: float = 4.0  # Gaussian sigma (px) of the map before the max (image score)
+    aupro_fpr_limit: float = 0.3
+    overlays: int = 8  # overlay PNGs written per defect type
+
+
+@dataclass
+class TrackingConfig:
+    """MLflow tracking (SQLite + local artifact folder unless MLFLOW_TRACKING_URI is set)."""
+
+    enabled: bool = True
+    tracking_uri: str = "sqlite:///mlflow.db"
+    artifact_location: str = "mlartifacts"
+    experiment: str = "texinspect"
+    registered_model: str = "texinspect"
+    gate_metric: str = "image_auroc"
+
+
+@dataclass
+class Config:
+    """The whole run configuration."""
+
+    model: Literal["rbae", "fmrnet"] = "rbae"
+    seed: int = 0
+    device: str = "auto"
+    data: DataConfig = field(default_factory=DataConfig)
+    synthesis: SynthesisConfig = field(default_factory=SynthesisConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    rbae: RBAEConfig = field(default_factory=RBAEConfig)
+    fmrnet: FMRNetConfig = field(default_factory=FMRNetConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def flat(self) -> dict[str, Any]:
+        """Dotted keys -> values, e.g. for MLflow params."""
+        return flatten(self.to_dict())
+
+    def with_overrides(self, overrides: list[str] | dict[str, Any]) -> Config:
+        data = self.to_dict()
+        apply_overrides(data, overrides)
+        return from_dict(Config, data)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_config(
+    path: str | Path | None = "params.yaml",
+    overrides: list[str] | dict[str, Any] | None = None,
+    profile: str | None = None,
+) -> Config:
+    """Load ``path`` (missing file: built-in defaults), apply ``profile`` then ``overrides``."""
+    raw: dict[str, Any] = {}
+    if path is not None and Path(path).exists():
+        try:
+            raw = yaml.safe_load(Path(path).read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+    elif path is not None and str(path) != "params.yaml":
+        raise ConfigError(f"config file not found: {path}")
+    profiles = raw.pop("profiles", {}) or {}
+    sweep = raw.pop("sweep", None)  # the search space is read by texinspect.tuning, not here
+    del sweep
+    data = copy.deepcopy(raw)
+    if profile:
+        if profile not in profiles:
+            known = ", ".join(sorted(profiles)) or "none"
+            raise ConfigError(f"unknown profile '{profile}' (profiles in {path}: {known})")
+        apply_overrides(data, flatten(profiles[profile]))
+    if overrides:
+        apply_overrides(data, overrides)
+    return from_dict(Config, data)
+
+
+def load_profiles(path: str | Path = "params.yaml") -> dict[str, dict[str, Any]]:
+    if not Path(path).exists():
+        return {}
+    raw = yaml.safe_load(Path(path).read_text()) or {}
+    return dict(raw.get("profiles", {}) or {})
+
+
+def save_config(config: Config, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, dotted + "."))
+        else:
+            out[dotted] = value
+    return out
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``a.b=3`` -> ("a.b", 3); the value is parsed as YAML so lists and bools work."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' must look like key=value (e.g. train.batch_size=4)")
+    key, _, value = text.partition("=")
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"override '{text}' has an empty key")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override '{text}': value is not valid YAML: {exc}") from exc
+    return key, parsed
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str] | dict[str, Any]) -> None:
+    items = overrides.items() if isinstance(overrides, dict) else map(parse_override, overrides)
+    for key, value in items:
+        node = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            nxt = node.setdefault(part, {})
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"override '{key}': '{part}' is a value, not a section")
+            node = nxt
+        node[parts[-1]] = value
+
+
+# --------------------------------------------------------------------------- typed conversion
+
+
+def from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
+    """Build dataclass ``cls`` from ``data``; errors name the dotted key."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"'{prefix.rstrip('.') or '<root>'}' must be a mapping, got {data!r}")
+    hints = get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        key = prefix + unknown[0]
+        raise ConfigError(f"unknown config key '{key}' (known keys here: {', '.join(sorted(names))})")
+    kwargs = {name: _coerce(hints[name], data[name], prefix + name) for name in names if name in data}
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, key: str) -> Any:
+    origin = get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, key + ".")
+    if origin is Literal:
+        choices = get_args(tp)
+        if value not in choices:
+            raise ConfigError(f"config key '{key}': expected one of {list(choices)}, got {value!r}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in get_args(tp) if a is not type(None)]
+        if value is None and type(None) in get_args(tp):
+            return None
+        errors = []
+        for arg in args:
+            try:
+                return _coerce(arg, value, key)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0])
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key '{key}': expected a list, got {value!r}")
+        (item,) = get_args(tp)[:1] or (Any,)
+        return [_coerce(item, v, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key '{key}': expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is Any:
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"config key '{key}': expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"config key '{key}': expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"config key '{key}': expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"config key '{key}': expected a string, got {value!r}")
+        return value
+    return value

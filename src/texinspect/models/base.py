@@ -1,0 +1,29 @@
+"""The contract every model family's inference network honours.
+
+A detector maps a batch of images to anomaly maps of the same height and width. Everything
+downstream (image scores, thresholds, ``predict``, serving, evaluation) only uses this, so any
+family, or an outside tool writing the same files, is measured by the same code.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+
+class Detector(nn.Module):
+    """Base class: subclasses implement :meth:`anomaly_map`.
+
+    Input: float tensor ``(B, C, H, W)`` in ``[0, 1]`` with the artifact's channels and size.
+    Output: float tensor ``(B, H, W)``, larger = more anomalous, finite.
+    """
+
+    family: ClassVar[str] = ""
+
+    def anomaly_map(self, images: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.anomaly_map(images)

@@ -1,0 +1,166 @@
+"""One training phase: steps, progress bar, wall-clock budget, periodic checkpoints and resume.
+
+Both model families describe a phase as a ``step(batch) -> {loss name: value}`` function plus the
+modules and optimizers it touches; this loop does the bookkeeping so that a killed run resumes
+from its last checkpoint with the same step count, optimizer moments and history.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from texinspect.training.checkpoint import Checkpointer
+
+log = logging.getLogger(__name__)
+
+StepFn = Callable[[Any], dict[str, float]]
+
+
+@dataclass
+class PhaseResult:
+    name: str
+    steps: int
+    seconds: float
+    history: list[dict[str, float]] = field(default_factory=list)  # one row per logged step
+    stopped_by: str = "steps"  # "steps" | "time" | "nan"
+
+    def losses(self, key: str = "loss") -> list[float]:
+        return [row[key] for row in self.history if key in row]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def run_phase(
+    name: str,
+    step: StepFn,
+    batches: Callable[[int], Iterator[Any]],
+    modules: dict[str, nn.Module],
+    optimizers: dict[str, torch.optim.Optimizer],
+    checkpointer: Checkpointer,
+    max_steps: int,
+    max_seconds: float = 0.0,
+    checkpoint_every: int = 200,
+    log_every: int = 20,
+    progress: bool = True,
+    on_log: Callable[[str, int, dict[str, float]], None] | None = None,
+) -> PhaseResult:
+    """Run (or resume) phase ``name`` until ``max_steps`` or ``max_seconds`` (0 = no limit).
+
+    ``batches(start_step)`` returns an iterator of batches; it is re-created on resume with the
+    step reached, so the data order can be seeded by step.
+    """
+    state = checkpointer.resume(name, modules, optimizers)
+    if state is not None and state.get("done"):
+        log.info("%s: already complete at step %d (from checkpoint)", name, state["step"])
+        return PhaseResult(name, state["step"], state["seconds"], state["history"], state["stopped_by"])
+    start = state["step"] if state else 0
+    seconds = state["seconds"] if state else 0.0
+    history: list[dict[str, float]] = state["history"] if state else []
+    if state:
+        log.info("%s: resuming from step %d (%.0f s already spent)", name, start, seconds)
+    for module in modules.values():
+        module.train()
+    it = batches(start)
+    bar = tqdm(total=max_steps, initial=start, desc=name, disable=not progress, dynamic_ncols=True)
+    stopped_by = "steps"
+    step_i = start
+    t0 = time.perf_counter() - seconds
+    running: dict[str, float] = {}
+    n_running = 0
+    try:
+        while step_i < max_steps:
+            if max_seconds and time.perf_counter() - t0 >= max_seconds:
+                stopped_by = "time"
+                break
+            values = step(next(it))
+            step_i += 1
+            if any(not math.isfinite(v) for v in values.values()):
+                stopped_by = "nan"
+                raise FloatingPointError(f"{name}: non-finite loss at step {step_i}: {values}")
+            for key, v in values.items():
+                running[key] = running.get(key, 0.0) + float(v)
+            n_running += 1
+            bar.update(1)
+            if step_i % log_every == 0 or step_i == max_steps:
+                row = {k: v / n_running for k, v in running.items()}
+                row["step"] = float(step_i)
+                history.append(row)
+                bar.set_postfix({k: f"{v:.4g}" for k, v in row.items() if k != "step"})
+                if on_log:
+                    on_log(name, step_i, row)
+                running, n_running = {}, 0
+            if checkpoint_every and step_i % checkpoint_every == 0:
+                checkpointer.save(name, step_i, time.perf_counter() - t0, history, modules, optimizers)
+    finally:
+        bar.close()
+    if n_running:
+        row = {k: v / n_running for k, v in running.items()}
+        row["step"] = float(step_i)
+        history.append(row)
+    seconds = time.perf_counter() - t0
+    checkpointer.save(name, step_i, seconds, history, modules, optimizers, done=True, stopped_by=stopped_by)
+    return PhaseResult(name, step_i, seconds, history, stopped_by)
+
+
+def infinite_batches(
+    dataset: torch.utils.data.Dataset,
+    batch_size: int,
+    seed: int,
+    num_workers: int = 0,
+    drop_last: bool = True,
+) -> Callable[[int], Iterator[Any]]:
+    """Factory for :func:`run_phase`: endless shuffled batches, the order seeded by epoch."""
+    n = len(dataset)  # type: ignore[arg-type]
+    batch_size = max(1, min(batch_size, n))
+
+    def make(start_step: int) -> Iterator[Any]:
+        per_epoch = max(1, n // batch_size)
+        epoch = start_step // per_epoch
+        while True:
+            gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
+            loader = torch.utils.data.DataLoader(
+                dataset,
+                batch_size=batch_size,
+                shuffle=True,
+                generator=gen,
+                drop_last=drop_last and n >= batch_size,
+                num_workers=num_workers,
+                worker_init_fn=_worker_seed,
+                persistent_workers=False,
+            )
+            yield from loader
+            epoch += 1
+
+    return make
+
+
+def _worker_seed(worker_id: int) -> None:
+    seed = torch.initial_seed() % (2**32)
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def steps_for(epochs: int, n_images: int, batch_size: int, cap: int = 0) -> int:
+    """Steps of a phase from the epoch count, capped by ``cap`` when positive."""
+    steps = max(1, epochs * max(1, n_images // max(1, batch_size)))
+    return min(steps, cap) if cap > 0 else steps
+
+
+def phase_dir(out_dir: str | Path) -> Path:
+    return Path(out_dir) / "checkpoints"

@@ -1,0 +1,103 @@
+"""Config loading: paper defaults, profiles, overrides, and errors that name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from texinspect.config import Config, load_config, load_profiles
+from texinspect.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+PARAMS = REPO / "params.yaml"
+
+
+def test_params_yaml_matches_dataclass_defaults() -> None:
+    """params.yaml holds every key, with the same values as the code's defaults (the papers')."""
+    from_file = load_config(PARAMS).to_dict()
+    assert from_file == Config().to_dict()
+
+
+def test_paper_defaults() -> None:
+    cfg = load_config(PARAMS)
+    assert cfg.rbae.loss.rec1 == 100 and cfg.rbae.loss.pixel_dis == 1
+    assert cfg.rbae.patch_sizes == [2, 4] and cfg.rbae.ffm_kernel == 5 and cfg.rbae.ffm_channels == 64
+    assert cfg.rbae.msfdm_lambdas == [0.2, 0.2, 0.6]
+    assert cfg.train.lr == 1e-4 and cfg.train.weight_decay == 1e-5
+    assert (cfg.train.phase1_epochs, cfg.train.phase2_epochs) == (400, 200)
+    assert cfg.fmrnet.memory_size == 512 and cfg.fmrnet.texton_size == 2 and cfg.fmrnet.lr == 1e-3
+    assert cfg.fmrnet.patch_size == 64
+
+
+def test_overrides_are_typed() -> None:
+    cfg = load_config(PARAMS, ["train.batch_size=3", "rbae.patch_sizes=[2, 8]", "train.lr=0.01", "model=fmrnet"])
+    assert cfg.train.batch_size == 3
+    assert cfg.rbae.patch_sizes == [2, 8]
+    assert cfg.train.lr == pytest.approx(0.01)
+    assert cfg.model == "fmrnet"
+
+
+def test_int_given_for_float_is_accepted_and_converted() -> None:
+    cfg = load_config(PARAMS, ["train.lr=1"])
+    assert isinstance(cfg.train.lr, float)
+
+
+@pytest.mark.parametrize(
+    ("override", "fragment"),
+    [
+        ("train.batchsize=3", "train.batchsize"),
+        ("nosuch.key=1", "nosuch"),
+        ("train.batch_size=three", "train.batch_size"),
+        ("train.progress=3", "train.progress"),
+        ("model=resnet", "model"),
+        ("rbae.patch_sizes=[2, x]", "rbae.patch_sizes[1]"),
+        ("rbae.loss.rec1=high", "rbae.loss.rec1"),
+    ],
+)
+def test_bad_overrides_name_the_key(override: str, fragment: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(PARAMS, [override])
+    assert fragment in str(err.value)
+
+
+def test_override_without_equals_is_an_error() -> None:
+    with pytest.raises(ConfigError, match="key=value"):
+        load_config(PARAMS, ["train.batch_size"])
+
+
+def test_profiles_apply_and_unknown_profile_errors() -> None:
+    profiles = load_profiles(PARAMS)
+    assert {"smoke", "cpu"} <= set(profiles)
+    smoke = load_config(PARAMS, profile="smoke")
+    assert smoke.data.image_size == profiles["smoke"]["data"]["image_size"]
+    # --set wins over the profile
+    both = load_config(PARAMS, ["data.image_size=48"], profile="smoke")
+    assert both.data.image_size == 48
+    with pytest.raises(ConfigError, match="unknown profile 'nope'"):
+        load_config(PARAMS, profile="nope")
+
+
+def test_every_profile_loads() -> None:
+    for name in load_profiles(PARAMS):
+        load_config(PARAMS, profile=name)
+
+
+def test_unknown_key_in_file_is_named(tmp_path: Path) -> None:
+    bad = tmp_path / "params.yaml"
+    bad.write_text("train:\n  epochz: 3\n")
+    with pytest.raises(ConfigError, match="train.epochz"):
+        load_config(bad)
+
+
+def test_missing_explicit_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_roundtrip_through_flat_keys() -> None:
+    cfg = load_config(PARAMS)
+    flat = cfg.flat()
+    assert flat["rbae.loss.seg"] == 1.0
+    again = Config().with_overrides(flat)
+    assert again == cfg
