@@ -24,6 +24,10 @@ SUBCOMMAND_MODULES: list[str] = [
     "texinspect.synthesis.cli",
     "texinspect.models.fmrnet.cli",
     "texinspect.evaluation_cli",
+    "texinspect.tracking_cli",
+    "texinspect.serving.cli",
+    "texinspect.pipeline.cli",
+    "texinspect.tuning_cli",
 ]
 
 
@@ -95,7 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
     pred.set_defaults(func=_cmd_predict)
 
     for name in SUBCOMMAND_MODULES:
-        importlib.import_module(name).add_parser(sub)
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:  # a real missing dependency inside the module: surface it
+                raise
+            continue
+        module.add_parser(sub)
     return parser
 
 

@@ -1,0 +1,106 @@
+"""``texinspect data check DIR`` and ``texinspect data sample DIR``: argument parsing only.
+
+The logic lives in ``check.py`` and ``sample.py``; the lead's ``texinspect.cli`` mounts this with
+``add_parser(subparsers)``, and ``main`` lets it run on its own (tests, ``python -m``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from texinspect.data.check import check_dataset
+from texinspect.data.sample import DEFECT_TYPES, TEXTURES, make_sample_dataset
+from texinspect.errors import DataError, TexinspectError
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``data`` command (with ``check`` and ``sample``) to a parent parser's subparsers."""
+    data = subparsers.add_parser(
+        "data", help="check a dataset folder, or write the procedural sample dataset"
+    )
+    commands = data.add_subparsers(dest="data_command", metavar="{check,sample}")
+    commands.required = True
+
+    check = commands.add_parser(
+        "check",
+        help="open every image and mask of an MVTec-layout dataset and list problems (exit 1 if any)",
+    )
+    check.add_argument(
+        "dir", metavar="DIR", help="dataset root (train/good, test/<type>, ground_truth/<type>)"
+    )
+    check.add_argument(
+        "--size", type=int, default=None, help="training image size: warn about smaller images"
+    )
+    check.add_argument("--strict", action="store_true", help="stop at the first problem")
+    check.add_argument(
+        "--max-problems", type=int, default=30, help="problems listed in the summary (default 30)"
+    )
+    check.set_defaults(func=run_check)
+
+    sample = commands.add_parser("sample", help="write the seeded procedural sample dataset (MVTec layout)")
+    sample.add_argument("dir", metavar="DIR", help="output folder (must be empty unless --overwrite)")
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--size", type=int, default=128, help="image side in pixels (default 128)")
+    sample.add_argument("--texture", choices=TEXTURES, default="granular", help="surface family")
+    sample.add_argument("--channels", type=int, choices=(1, 3), default=3)
+    sample.add_argument("--n-train", type=int, default=40, help="defect-free training images")
+    sample.add_argument("--n-test-good", type=int, default=8, help="defect-free test images")
+    sample.add_argument("--n-test-defect", type=int, default=6, help="test images per defect type")
+    sample.add_argument(
+        "--defect-types",
+        default=",".join(DEFECT_TYPES),
+        help=f"comma-separated subset of {','.join(DEFECT_TYPES)}",
+    )
+    sample.add_argument("--overwrite", action="store_true", help="replace a sample dataset already in DIR")
+    sample.set_defaults(func=run_sample)
+
+
+def run_check(args: argparse.Namespace) -> int:
+    """Print the check summary; 1 when there are problems, 0 when the dataset is clean."""
+    try:
+        report = check_dataset(args.dir, size=args.size, strict=args.strict)
+    except DataError as exc:  # --strict: the first problem, one line
+        print(f"problem: {exc}", file=sys.stderr)
+        return 1
+    print(report.summary(max_problems=args.max_problems))
+    return 0 if report.ok else 1
+
+
+def run_sample(args: argparse.Namespace) -> int:
+    """Write the sample dataset and print its counts."""
+    defect_types = [t.strip() for t in args.defect_types.split(",") if t.strip()]
+    index = make_sample_dataset(
+        args.dir,
+        n_train=args.n_train,
+        n_test_good=args.n_test_good,
+        n_test_defect_per_type=args.n_test_defect,
+        size=args.size,
+        seed=args.seed,
+        channels=args.channels,
+        texture=args.texture,
+        defect_types=defect_types,
+        overwrite=args.overwrite,
+    )
+    counts = ", ".join(f"{key} {n}" for key, n in index.counts().items())
+    print(f"wrote {len(index)} images to {index.root} ({args.texture}, seed {args.seed}): {counts}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Standalone entry point: ``python -m texinspect.data.cli data check DIR``."""
+    parser = argparse.ArgumentParser(prog="texinspect")
+    subparsers = parser.add_subparsers(dest="command")
+    subparsers.required = True
+    add_parser(subparsers)
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except TexinspectError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
