@@ -1,0 +1,205 @@
+"""End to end: a tiny MVTec-layout dataset and a prediction folder written by hand."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from texinspect import evaluation_cli
+from texinspect.config import EvalConfig
+from texinspect.errors import DataError
+from texinspect.evaluation import evaluate
+
+SIZE = 32
+
+
+def _png(path: Path, array: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array.astype(np.uint8)).save(path)
+
+
+def make_dataset(root: Path) -> dict[str, np.ndarray]:
+    """train/good (2), test/good (3), test/crack (2), test/spot (2, one with an empty mask).
+
+    Returns the mask (bool, SIZE x SIZE) of every test image by its relative path.
+    """
+    rng = np.random.default_rng(0)
+    masks: dict[str, np.ndarray] = {}
+    for i in range(2):
+        _png(root / "train/good" / f"{i:03d}.png", rng.integers(90, 160, (SIZE, SIZE)))
+    for i in range(3):
+        _png(root / "test/good" / f"{i:03d}.png", rng.integers(90, 160, (SIZE, SIZE)))
+        masks[f"test/good/{i:03d}.png"] = np.zeros((SIZE, SIZE), bool)
+    boxes = {
+        ("crack", 0): [(4, 10, 2, 20)],
+        ("crack", 1): [(20, 24, 5, 9), (2, 6, 25, 30)],  # two regions
+        ("spot", 0): [(12, 18, 12, 18)],
+        ("spot", 1): [],  # labelled defective, but the mask is empty
+    }
+    for (defect_type, i), rects in boxes.items():
+        mask = np.zeros((SIZE, SIZE), bool)
+        for y0, y1, x0, x1 in rects:
+            mask[y0:y1, x0:x1] = True
+        image = rng.integers(90, 160, (SIZE, SIZE))
+        image[mask] = 250
+        _png(root / "test" / defect_type / f"{i:03d}.png", image)
+        _png(root / "ground_truth" / defect_type / f"{i:03d}_mask.png", mask * 255)
+        masks[f"test/{defect_type}/{i:03d}.png"] = mask
+    return masks
+
+
+def write_prediction(
+    pred: Path,
+    masks: dict[str, np.ndarray],
+    threshold: float | None = 0.5,
+    pixel_threshold: float | None = 0.5,
+) -> pd.DataFrame:
+    """Perfect maps (map = mask) and scores: 0.1-0.3 for good images, 0.9 for defective ones."""
+    rows = []
+    for i, (rel, mask) in enumerate(sorted(masks.items())):
+        target = pred / "maps" / f"{rel}.npy"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        np.save(target, mask.astype(np.float32))
+        good = "/good/" in rel
+        rows.append(
+            {"path": rel, "score": 0.1 * (1 + i % 3) if good else 0.9, "label": 0 if good else 1,
+             "defect_type": rel.split("/")[1]}
+        )
+    table = pd.DataFrame(rows)
+    table.to_csv(pred / "scores.csv", index=False)
+    meta = {"family": "fake", "image_size": SIZE, "threshold": threshold, "pixel_threshold": pixel_threshold}
+    (pred / "prediction.json").write_text(json.dumps(meta))
+    return table
+
+
+@pytest.fixture()
+def setup(tmp_path: Path) -> tuple[Path, Path, dict[str, np.ndarray]]:
+    data, pred = tmp_path / "data", tmp_path / "pred"
+    masks = make_dataset(data)
+    pred.mkdir()
+    write_prediction(pred, masks)
+    return data, pred, masks
+
+
+def test_evaluate_perfect_predictions(setup: tuple[Path, Path, dict[str, np.ndarray]]) -> None:
+    data, pred, _ = setup
+    result = evaluate(pred, data, EvalConfig(overlays=1))
+
+    saved = json.loads((pred / "metrics.json").read_text())
+    for key in (
+        "image_auroc", "pixel_auroc", "aupro", "precision", "recall", "f1", "threshold", "threshold_source",
+        "pixel_precision", "pixel_recall", "pixel_f1", "pixel_threshold", "best_f1", "best_f1_threshold",
+        "n_images", "n_good", "n_defect",
+    ):
+        assert key in saved, key
+    assert saved["pixel_auroc"] == 1.0
+    assert saved["aupro"] == pytest.approx(1.0)
+    assert saved["image_auroc"] == 1.0
+    assert (saved["precision"], saved["recall"], saved["f1"]) == (1.0, 1.0, 1.0)
+    assert saved["threshold"] == 0.5 and saved["threshold_source"] == "model"
+    assert (saved["pixel_precision"], saved["pixel_recall"], saved["pixel_f1"]) == (1.0, 1.0, 1.0)
+    assert saved["best_f1"] == 1.0 and saved["best_f1_threshold"] == pytest.approx(0.9)
+    assert (saved["n_images"], saved["n_good"], saved["n_defect"]) == (7, 3, 4)
+    assert saved["n_defect_empty_mask"] == 1
+    assert saved["n_defect_regions"] == 4
+    assert result["pixel_auroc"] == saved["pixel_auroc"]
+
+    table = pd.read_csv(pred / "per_type.csv")
+    assert table["defect_type"].tolist() == ["crack", "spot", "good", "all"]
+    assert table["n"].tolist() == [2, 2, 3, 7]
+    crack = table.set_index("defect_type").loc["crack"]
+    assert (crack.image_auroc, crack.pixel_auroc, crack.aupro, crack.flagged) == (1.0, 1.0, 1.0, 1.0)
+    assert table.set_index("defect_type").loc["good", "flagged"] == 0.0
+    assert "| crack | 2 |" in (pred / "per_type.md").read_text()
+
+    overlays = sorted(p.relative_to(pred / "overlays").as_posix() for p in (pred / "overlays").rglob("*.png"))
+    assert overlays == ["crack/000.png", "good/000.png", "spot/000.png"]
+    assert Image.open(pred / "overlays/crack/000.png").size[0] > 3 * SIZE
+
+    roc = pd.read_csv(pred / "curves/roc.csv")
+    assert list(roc.columns) == ["fpr", "tpr", "threshold"]
+    assert roc["fpr"].is_monotonic_increasing and roc["tpr"].iloc[-1] == 1.0
+    assert list(pd.read_csv(pred / "curves/pr.csv").columns) == ["recall", "precision", "threshold"]
+    assert (pred / "curves/roc.png").stat().st_size > 0 and (pred / "curves/pr.png").stat().st_size > 0
+
+
+def test_imperfect_map_lowers_pixel_metrics(setup: tuple[Path, Path, dict[str, np.ndarray]]) -> None:
+    data, pred, masks = setup
+    noisy = masks["test/crack/001.png"].astype(np.float32)
+    noisy[:16, :16] = 1.0  # false alarms as strong as the defect, on normal pixels
+    np.save(pred / "maps/test/crack/001.png.npy", noisy)
+    result = evaluate(pred, data, EvalConfig(overlays=0))
+    assert result["pixel_auroc"] < 1.0
+    assert result["aupro"] < 1.0
+    assert result["pixel_precision"] < 1.0 and result["pixel_recall"] == 1.0
+    assert not (pred / "overlays").exists()
+    (pred / "overlays/crack").mkdir(parents=True)
+    (pred / "overlays/crack/old.png").write_bytes(b"stale")
+    evaluate(pred, data, EvalConfig(overlays=1))
+    assert not (pred / "overlays/crack/old.png").exists()  # pictures of an earlier run are removed
+    assert (pred / "overlays/crack/000.png").is_file()
+
+
+def test_without_stored_thresholds_k_sigma_over_test_good(tmp_path: Path) -> None:
+    data, pred = tmp_path / "data", tmp_path / "pred"
+    masks = make_dataset(data)
+    pred.mkdir()
+    table = write_prediction(pred, masks, threshold=None, pixel_threshold=None)
+    result = evaluate(pred, data, EvalConfig(k_sigma=2.0, overlays=0))
+    good = table.loc[table["label"] == 0, "score"].to_numpy()
+    assert result["threshold_source"] == "k_sigma_test_good"
+    assert result["threshold"] == pytest.approx(good.mean() + 2.0 * good.std(ddof=1))
+    assert result["pixel_threshold_source"] == "k_sigma_test_good"
+    assert result["pixel_threshold"] == pytest.approx(0.0)  # good maps are all zero
+    saved = json.loads((pred / "metrics.json").read_text())
+    assert saved["threshold_source"] == "k_sigma_test_good"
+
+
+def test_missing_map_names_the_file(setup: tuple[Path, Path, dict[str, np.ndarray]]) -> None:
+    data, pred, _ = setup
+    (pred / "maps/test/spot/000.png.npy").unlink()
+    with pytest.raises(DataError, match=r"maps/test/spot/000\.png\.npy: anomaly map not found"):
+        evaluate(pred, data, EvalConfig(overlays=0))
+
+
+def test_map_of_the_wrong_shape_names_the_file(setup: tuple[Path, Path, dict[str, np.ndarray]]) -> None:
+    data, pred, _ = setup
+    np.save(pred / "maps/test/good/001.png.npy", np.zeros((SIZE, SIZE + 1), np.float32))
+    with pytest.raises(DataError, match=r"maps/test/good/001\.png\.npy: map has shape \(32, 33\)"):
+        evaluate(pred, data, EvalConfig(overlays=0))
+
+
+def test_scores_without_required_columns(setup: tuple[Path, Path, dict[str, np.ndarray]]) -> None:
+    data, pred, _ = setup
+    table = pd.read_csv(pred / "scores.csv").drop(columns=["score"])
+    table.to_csv(pred / "scores.csv", index=False)
+    with pytest.raises(DataError, match=r"scores\.csv: missing column\(s\) score"):
+        evaluate(pred, data, EvalConfig(overlays=0))
+
+
+def test_scores_missing_a_test_image(setup: tuple[Path, Path, dict[str, np.ndarray]]) -> None:
+    data, pred, _ = setup
+    table = pd.read_csv(pred / "scores.csv")
+    table[table["path"] != "test/crack/000.png"].to_csv(pred / "scores.csv", index=False)
+    with pytest.raises(DataError, match=r"no score for 1 of 7 test images, e\.g\. 'test/crack/000\.png'"):
+        evaluate(pred, data, EvalConfig(overlays=0))
+
+
+def test_cli_prints_the_metrics(setup: tuple[Path, Path, dict[str, np.ndarray]], tmp_path: Path,
+                                monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    data, pred, _ = setup
+    monkeypatch.chdir(tmp_path)  # no params.yaml here: built-in defaults
+    parser = argparse.ArgumentParser()
+    evaluation_cli.add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["evaluate", "--pred", str(pred), "--data", str(data), "--set", "eval.overlays=0"])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert "image AUROC" in out and "1.0000" in out
+    assert "| crack |" in out
+    assert not (pred / "overlays").exists()
