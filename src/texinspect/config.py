@@ -43,6 +43,7 @@ class MaskConfig:
     max_shapes: int = 4
     soft_probability: float = 0.25  # chance of a large, soft, low-contrast mask (diffuse defects)
     min_area: float = 0.002  # masks smaller than this fraction of the image are redrawn
+    perlin_rotate: bool = True  # rotate the Perlin lattice by a random angle (DRAEM rotates masks)
 
 
 @dataclass
@@ -55,6 +56,11 @@ class SynthesisConfig:
     transparency_max: float = 1.0
     destructive_probability: float = 0.5  # share of defects drawn with lambda = 1
     self_texture_probability: float = 0.2  # anomaly source cut from another normal image
+    shift_probability: float = 0.15  # smooth brightness or texture-contrast shift over a soft mask
+    shift_min: float = 0.05  # strength of those shifts: mean intensity change where the mask is on
+    shift_max: float = 0.25
+    transparency_mode: Literal["region", "global"] = "region"  # global: FMR-Net eq. (1) literally
+    label_threshold: float = 0.02  # defect mask = where |I_s - I_o| (or its 3x3 mean) is at least this
     count: int = 64  # image/mask pairs written by the `synthesize` stage
     mask: MaskConfig = field(default_factory=MaskConfig)
 

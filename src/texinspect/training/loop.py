@@ -133,6 +133,8 @@ def infinite_batches(
         per_epoch = max(1, n // batch_size)
         epoch = start_step // per_epoch
         while True:
+            if hasattr(dataset, "set_epoch"):  # synthetic defects: new draws each epoch, same on resume
+                dataset.set_epoch(epoch)
             gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
             loader = torch.utils.data.DataLoader(
                 dataset,

@@ -1,4 +1,9 @@
-"""FMR-Net hyper-parameters (paper defaults; see shared/papers/fmr-net.txt)."""
+"""FMR-Net hyper-parameters (paper defaults; see shared/papers/fmr-net.txt).
+
+Keys the paper fixes keep its values (64x64 patches, L = 512 entries, 2x2 textons, Adam 1e-3,
+loss weights 100/1/1 and 100/1, 200k + 100k iterations). Keys the paper leaves open are marked
+"choice" and explained in ``models/fmrnet/README.md``.
+"""
 
 from __future__ import annotations
 
@@ -19,15 +24,26 @@ class FMRNetLossWeights:
 
 @dataclass
 class FMRNetConfig:
-    patch_size: int = 64
-    patch_stride: int = 32  # sliding-window stride; overlaps are averaged when stitching
+    patch_size: int = 64  # multiple of 32 (five stride-2 blocks)
+    patch_stride: int = 32  # sliding-window stride; overlapping reconstructions are averaged when stitching
     widths: list[int] = field(default_factory=lambda: [32, 64, 128, 256, 512])
     latent_dim: int = 256
     memory_size: int = 512  # L, k-means centroids
     texton_size: int = 2  # K in the GFRM
+    gfrm_levels: list[int] = field(default_factory=lambda: [3, 4])  # encoder layers with a GFRM skip (paper: EL3, EL4)
+    gfrm_temperature: float = 10.0  # choice: softmax scale of eq. (6) (contextual attention [39] uses 10)
+    gfrm_kernel: int = 3  # choice: size of the convolution on the similarity map (s -> s*)
     weight_penalty: float = 1e-6  # epsilon of eq. (10)
     lr: float = 1e-3
+    adam_beta1: float = 0.5  # choice: the usual GAN setting; the paper only says "Adam"
     loss: FMRNetLossWeights = field(default_factory=FMRNetLossWeights)
+    phase1_steps: int = 200_000  # paper's T1; train.max_steps_phase1 > 0 caps it
+    phase2_steps: int = 100_000  # paper's T2; train.max_steps_phase2 > 0 caps it
+    patches_per_image: int = 4  # choice: training patches cut from every (synthetic) image per step
+    defect_patch_fraction: float = 0.75  # choice: share of P- / phase-2 patches centred on the defect mask
+    memory_max_codes: int = 0  # 0: k-means over every normal training patch (paper); >0: a seeded subsample
+    kmeans_max_iter: int = 100
+    inference_chunk: int = 256  # patches per forward pass at inference (bounds memory, not a patch loop)
     modalities: list[Literal["gms", "ssim", "residual"]] = field(
         default_factory=lambda: ["gms", "ssim", "residual"]
     )

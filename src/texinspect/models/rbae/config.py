@@ -1,4 +1,7 @@
-"""RB-AE hyper-parameters (paper defaults; see shared/papers/rb-ae.txt)."""
+"""RB-AE hyper-parameters (paper defaults; see shared/papers/rb-ae.txt).
+
+Keys the paper does not fix are documented in ``models/rbae/README.md`` with what was measured.
+"""
 
 from __future__ import annotations
 
@@ -30,9 +33,12 @@ class RBAEConfig:
     msfdm_hidden: int = 64
     focal_gamma: float = 2.0
     focal_alpha: float = 0.25
-    perceptual: Literal["vgg16", "none"] = "vgg16"
+    # vgg16: ImageNet VGG-16 (eqs. 13/16); ssim: 1 - SSIM instead; none: no perceptual term
+    perceptual: Literal["vgg16", "ssim", "none"] = "vgg16"
     vgg_weights: str = ""  # path to VGG-16 ImageNet weights; "" looks in torch's cache
     reference: str = "auto"  # "auto": medoid of encoder features; else a training image path
+    reference_candidates: int = 256  # training images considered for the "auto" medoid (0: all)
+    train_size: int = 0  # side the network trains and runs at (0: data.image_size); maps are resized back
     loss: RBAELossWeights = field(default_factory=RBAELossWeights)
     # Table V ablations
     use_rbam: bool = True

@@ -1,0 +1,96 @@
+"""Training pairs (defect-free image, artificial defect, mask) drawn on the fly.
+
+Each item's randomness comes from ``np.random.default_rng([seed, epoch, index])`` and nothing
+else, so an item is the same whichever DataLoader worker makes it and in whichever order, a
+resumed run sees the same defects, and each epoch still sees new ones (``set_epoch``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from texinspect.errors import ConfigError
+from texinspect.synthesis.synthesizer import DefectSynthesizer
+
+
+class SyntheticDefectDataset(Dataset):
+    """Wraps a normal-image dataset (items ``{"image": (C,H,W) tensor, ...}``).
+
+    Items: ``{"image": I_o, "defect": I_s, "mask": (1,H,W) float in {0,1}, "has_defect": float
+    tensor}`` (+ ``"rel"`` when the normal dataset gives it). With probability
+    ``defect_probability`` (default: the synthesizer's config) the item carries a defect;
+    otherwise ``defect`` equals ``image`` and the mask is zeros. ``has_defect`` is 1 only when
+    the mask is non-empty.
+
+    ``set_epoch`` must be called before the DataLoader iterator is created (workers copy the
+    dataset then); with ``persistent_workers=True`` the workers keep the epoch they started with.
+    """
+
+    def __init__(
+        self,
+        normal: Dataset,
+        synthesizer: DefectSynthesizer,
+        seed: int,
+        defect_probability: float | None = None,
+    ) -> None:
+        p = synthesizer.cfg.defect_probability if defect_probability is None else defect_probability
+        if not 0.0 <= p <= 1.0:
+            raise ConfigError(f"defect_probability: expected a probability in [0, 1], got {p}")
+        self.normal = normal
+        self.synthesizer = synthesizer
+        self.seed = int(seed)
+        self.defect_probability = float(p)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.normal)  # type: ignore[arg-type]
+
+    def rng(self, index: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, self.epoch, index])
+
+    def _image(self, index: int) -> np.ndarray:
+        image = self.normal[index]["image"]
+        if isinstance(image, torch.Tensor):
+            return image.detach().cpu().numpy().astype(np.float32, copy=False)
+        return np.asarray(image, dtype=np.float32)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        n = len(self)
+        if not -n <= index < n:
+            raise IndexError(f"index {index} out of range for {n} images")
+        index %= n
+        item = self.normal[index]
+        image = item["image"]
+        image_np = (
+            image.detach().cpu().numpy().astype(np.float32, copy=False)
+            if isinstance(image, torch.Tensor)
+            else np.asarray(image, dtype=np.float32)
+        )
+        rng = self.rng(index)
+        if rng.random() < self.defect_probability:
+
+            def other() -> np.ndarray:  # another normal image, loaded only if a defect needs it
+                if n < 2:
+                    return image_np
+                j = int(rng.integers(n - 1))
+                return self._image(j + (j >= index))
+
+            defect, mask = self.synthesizer(image_np, rng, other if n > 1 else None)
+        else:
+            defect, mask = image_np.copy(), np.zeros(image_np.shape[1:], np.float32)
+        out: dict[str, Any] = {
+            "image": torch.from_numpy(np.ascontiguousarray(image_np)),
+            "defect": torch.from_numpy(np.ascontiguousarray(defect)),
+            "mask": torch.from_numpy(np.ascontiguousarray(mask))[None],
+            "has_defect": torch.tensor(float(mask.any()), dtype=torch.float32),
+        }
+        if "rel" in item:
+            out["rel"] = item["rel"]
+        return out

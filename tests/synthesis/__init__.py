@@ -1,0 +1,1 @@
+"""Tests of texinspect.synthesis (a package so the helpers in conftest can be imported)."""
