@@ -1,0 +1,82 @@
+"""``texinspect pipeline compile``: the pipeline YAML and one component YAML per stage.
+
+``pipelines/texinspect-training.yaml`` is what you upload to Kubeflow (UI or ``kfp.Client``);
+``components/<stage>.yaml`` are the same components on their own, for other pipelines
+(``kfp.components.load_component_from_file``). Both are checked in and CI recompiles them to
+make sure they match the code (``texinspect pipeline compile --check``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import tempfile
+from pathlib import Path
+
+import yaml
+from kfp import compiler
+
+from texinspect.pipeline.components import build_components
+from texinspect.pipeline.training import PIPELINE_NAME, ClusterSettings, build_pipeline
+
+PIPELINE_FILE = f"{PIPELINE_NAME}.yaml"
+
+
+def compile_pipeline(path: str | Path, settings: ClusterSettings | None = None) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    compiler.Compiler().compile(build_pipeline(settings), str(path))
+    return path
+
+
+def compile_components(out_dir: str | Path, settings: ClusterSettings | None = None) -> list[Path]:
+    settings = settings or ClusterSettings()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, component in build_components(settings.image).items():
+        path = out / f"{name}.yaml"
+        compiler.Compiler().compile(component, str(path))
+        written.append(path)
+    return written
+
+
+def compile_all(
+    pipelines_dir: str | Path = "pipelines",
+    components_dir: str | Path = "components",
+    settings: ClusterSettings | None = None,
+) -> list[Path]:
+    """Write the pipeline YAML and every component YAML; returns the paths written."""
+    return [
+        compile_pipeline(Path(pipelines_dir) / PIPELINE_FILE, settings),
+        *compile_components(components_dir, settings),
+    ]
+
+
+def stale_files(
+    pipelines_dir: str | Path = "pipelines",
+    components_dir: str | Path = "components",
+    settings: ClusterSettings | None = None,
+) -> list[str]:
+    """Checked-in YAML files that differ from a fresh compile (empty: up to date), with diffs."""
+    problems: list[str] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        fresh = compile_all(Path(tmp) / "p", Path(tmp) / "c", settings)
+        for path in fresh:
+            kept = (Path(pipelines_dir) if path.parent.name == "p" else Path(components_dir)) / path.name
+            if not kept.is_file():
+                problems.append(f"{kept}: missing (run `texinspect pipeline compile`)")
+                continue
+            if list(yaml.safe_load_all(kept.read_text())) != list(yaml.safe_load_all(path.read_text())):
+                diff = difflib.unified_diff(
+                    kept.read_text().splitlines(),
+                    path.read_text().splitlines(),
+                    str(kept),
+                    "compiled",
+                    lineterm="",
+                    n=1,
+                )
+                problems.append(
+                    f"{kept}: differs from the code (run `texinspect pipeline compile`)\n"
+                    + "\n".join(list(diff)[:40])
+                )
+    return problems

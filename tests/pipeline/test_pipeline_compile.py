@@ -1,0 +1,164 @@
+"""The compiled pipeline: one command, every stage, GPUs on the training stages, the deploy gate.
+
+Also checks that the YAML checked in under pipelines/ and components/ is what the code compiles
+to, so an edit to a component without recompiling fails CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from texinspect.pipeline.build import PIPELINE_FILE, compile_all, compile_pipeline, stale_files
+from texinspect.pipeline.cli import add_parser
+from texinspect.pipeline.components import STAGES
+from texinspect.pipeline.training import DEFAULT_IMAGE, TRAINING_STAGES, ClusterSettings
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _load(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    spec, platform = list(yaml.safe_load_all(path.read_text()))
+    return spec, platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], dict[str, Any]]:
+    return _load(compile_pipeline(tmp_path_factory.mktemp("p") / PIPELINE_FILE))
+
+
+def test_every_stage_is_in_the_pipeline(compiled: tuple[dict[str, Any], dict[str, Any]]) -> None:
+    spec, _ = compiled
+    executors = spec["deploymentSpec"]["executors"]
+    for stage in STAGES:
+        assert f"exec-{stage}" in executors, stage
+    assert any("importer" in e for e in executors.values()), "the dataset is imported as an artifact"
+    root_tasks = spec["root"]["dag"]["tasks"]
+    assert {"resolve-config", "synthesize-defects", "train-phase1", "build-memory-bank", "train-phase2",
+            "evaluate-model", "register-model"} <= set(root_tasks)  # fmt: skip
+    # the training chain is ordered through artifacts (and synthesis runs before phase 1)
+    assert "synthesize-defects" in root_tasks["train-phase1"]["dependentTasks"]
+    assert root_tasks["train-phase2"]["inputs"]["artifacts"]["bank"]["taskOutputArtifact"][
+        "producerTask"
+    ] == ("build-memory-bank")
+
+
+def test_gpu_requests_are_on_the_training_stages_only(
+    compiled: tuple[dict[str, Any], dict[str, Any]],
+) -> None:
+    spec, k8s = compiled
+    for stage in STAGES:
+        resources = spec["deploymentSpec"]["executors"][f"exec-{stage}"]["container"]["resources"]
+        accelerator = resources.get("accelerator")
+        if stage in TRAINING_STAGES:
+            assert accelerator["resourceType"] == "nvidia.com/gpu" and accelerator["resourceCount"] == "1", (
+                stage
+            )
+            assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in k8s[
+                f"exec-{stage}"
+            ]["tolerations"]
+            assert any(m["mountPath"] == "/dev/shm" for m in k8s[f"exec-{stage}"]["emptyDirMounts"])
+        else:
+            assert accelerator is None, stage
+        for key in ("resourceCpuRequest", "resourceCpuLimit", "resourceMemoryRequest", "resourceMemoryLimit"):
+            assert key in resources, (stage, key)
+
+
+def test_deploy_runs_only_when_the_gate_promotes(compiled: tuple[dict[str, Any], dict[str, Any]]) -> None:
+    spec, k8s = compiled
+    (condition,) = [t for t in spec["root"]["dag"]["tasks"].values() if t["taskInfo"]["name"] == "promoted"]
+    assert (
+        condition["triggerPolicy"]["condition"]
+        == "inputs.parameter_values['pipelinechannel--register-model-Output'] == true"
+    )
+    inner = spec["components"][condition["componentRef"]["name"]]["dag"]["tasks"]
+    assert set(inner) == {"deploy-model"}
+    assert "deploy-model" not in spec["root"]["dag"]["tasks"]
+    assert k8s["exec-deploy-model"]["pvcMount"][0]["mountPath"] == "/mnt/model-store"
+    assert k8s["exec-register-model"]["configMapAsEnv"][0]["configMapName"] == "texinspect-config"
+
+
+def test_components_use_the_project_image_and_install_nothing(
+    compiled: tuple[dict[str, Any], dict[str, Any]],
+) -> None:
+    spec, k8s = compiled
+    for stage in STAGES:
+        container = spec["deploymentSpec"]["executors"][f"exec-{stage}"]["container"]
+        assert container["image"] == DEFAULT_IMAGE
+        text = " ".join(container["command"])
+        assert "pip install" not in text and "pip3 install" not in text, stage
+        assert k8s[f"exec-{stage}"]["securityContext"]["runAsNonRoot"] is True
+
+
+def test_every_hyper_parameter_reaches_the_pipeline(compiled: tuple[dict[str, Any], dict[str, Any]]) -> None:
+    from texinspect.pipeline.steps import TYPED_PARAMETERS
+
+    params = compiled[0]["root"]["inputDefinitions"]["parameters"]
+    assert {"data_uri", "model", "profile", "overrides", "world_size", "deploy_variant"} <= set(params)
+    assert set(TYPED_PARAMETERS) <= set(params)
+    assert params["overrides"]["parameterType"] == "STRING"  # a JSON object of any params.yaml keys
+    assert params["batch_size"]["parameterType"] == "NUMBER_INTEGER"
+
+
+def test_cpu_only_compile_has_no_accelerators(tmp_path: Path) -> None:
+    spec, _ = _load(
+        compile_pipeline(tmp_path / "cpu.yaml", ClusterSettings(gpus=0, image="registry.local/ti:1"))
+    )
+    for executor in spec["deploymentSpec"]["executors"].values():
+        if "container" in executor:
+            assert "accelerator" not in executor["container"].get("resources", {})
+            assert executor["container"]["image"] == "registry.local/ti:1"
+
+
+def test_checked_in_yaml_is_up_to_date() -> None:
+    problems = stale_files(REPO / "pipelines", REPO / "components")
+    assert not problems, "\n".join(problems)
+
+
+def test_compile_command_writes_pipeline_and_components(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    parser = argparse.ArgumentParser(prog="texinspect")
+    add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(
+        [
+            "pipeline",
+            "compile",
+            "--pipelines-dir",
+            str(tmp_path / "p"),
+            "--components-dir",
+            str(tmp_path / "c"),
+        ]
+    )
+    assert args.func(args) == 0
+    assert (tmp_path / "p" / PIPELINE_FILE).is_file()
+    assert sorted(p.stem for p in (tmp_path / "c").glob("*.yaml")) == sorted(STAGES)
+    # each component spec is self-contained and loadable by other pipelines
+    from kfp import components
+
+    comp = components.load_component_from_file(str(tmp_path / "c" / "train-phase1.yaml"))
+    assert set(comp.component_spec.inputs) == {"config", "data", "world_size"}
+    args = parser.parse_args(
+        [
+            "pipeline",
+            "compile",
+            "--check",
+            "--pipelines-dir",
+            str(tmp_path / "p"),
+            "--components-dir",
+            str(tmp_path / "c"),
+        ]
+    )
+    assert args.func(args) == 0
+    (tmp_path / "c" / "deploy-model.yaml").write_text("# edited by hand\n{}\n")
+    assert args.func(args) == 1
+    assert "deploy-model.yaml: differs" in capsys.readouterr().out
+
+
+def test_compile_all_returns_every_file(tmp_path: Path) -> None:
+    paths = compile_all(tmp_path / "p", tmp_path / "c")
+    assert len(paths) == 1 + len(STAGES) and all(p.stat().st_size > 0 for p in paths)
