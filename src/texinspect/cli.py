@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from texinspect.errors import TexinspectError
+from texinspect.errors import ConfigError, TexinspectError
 
 log = logging.getLogger("texinspect")
 
@@ -57,15 +57,36 @@ def config_from_args(args: argparse.Namespace, extra: list[str] | None = None): 
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from texinspect.models import family_module
+    from texinspect.training.checkpoint import Checkpointer
+    from texinspect.training.loop import StopAfterPhase, phase_dir, training_hooks
 
     extra = []
     if args.model:
         extra.append(f"model={args.model}")
-    if args.data:
-        extra.append(f"data.root={args.data}")
     config = config_from_args(args, extra)
-    model_dir = family_module(config.model).train(config, Path(args.out), resume=not args.no_resume)
+    if args.data:  # a path is not YAML-parsed: set it directly
+        config.data.root = args.data
+    out = Path(args.out)
+    family = family_module(config.model)
+    if args.phase == "1":
+        with training_hooks(stop_after="phase1"):
+            try:
+                family.train(config, out, resume=not args.no_resume)
+            except StopAfterPhase:
+                print(f"phase 1 complete: checkpoints in {phase_dir(out)}")
+                return 0
+        print(f"{config.model} has no separate phase 1 with this config: trained to the end in {out}")
+        return 0
+    if args.phase == "2" and not Checkpointer(phase_dir(out)).has_phase_end("phase1"):
+        raise ConfigError(
+            f"{out}: phase 1 has not finished in this folder; run `texinspect train --phase 1 --out {out}` first"
+        )
+    model_dir = family.train(config, out, resume=not args.no_resume or args.phase == "2")
     print(f"model written to {model_dir}")
+    if config.tracking.enabled and not args.no_track:
+        from texinspect.tracking import track_training_run
+
+        track_training_run(config, out, model_dir)
     return 0
 
 
@@ -87,6 +108,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data", default=None, help="dataset folder (MVTec layout); default data.root")
     train.add_argument("--out", required=True, help="run folder: checkpoints/, model/, summaries")
     train.add_argument("--no-resume", action="store_true", help="ignore checkpoints in --out")
+    train.add_argument(
+        "--phase",
+        choices=["1", "2", "all"],
+        default="all",
+        help="1: stop after phase 1 (checkpointed); 2: continue a phase-1 folder to the model; all (default)",
+    )
+    train.add_argument("--no-track", action="store_true", help="do not log this run to MLflow")
     add_config_args(train)
     train.set_defaults(func=_cmd_train)
 

@@ -7,6 +7,8 @@ from its last checkpoint with the same step count, optimizer moments and history
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
 import math
 import random
@@ -26,6 +28,46 @@ from texinspect.training.checkpoint import Checkpointer
 log = logging.getLogger(__name__)
 
 StepFn = Callable[[Any], dict[str, float]]
+OnLog = Callable[[str, int, dict[str, float]], None]
+
+
+class StopAfterPhase(Exception):
+    """Raised by :func:`run_phase` once phase ``name`` is complete and checkpointed, when asked.
+
+    ``texinspect train --phase 1`` uses it to stop a family's trainer between the phases (the
+    pipeline runs each phase as its own step); ``--phase 2`` then resumes in the same folder.
+    """
+
+    def __init__(self, phase: str) -> None:
+        super().__init__(f"stopped after {phase} as asked")
+        self.phase = phase
+
+
+@dataclass(frozen=True)
+class TrainingHooks:
+    """Callers' hooks into every :func:`run_phase` of a trainer, without threading arguments
+    through each family's code: loss-row listeners (MLflow, Optuna pruning) and a stop point."""
+
+    on_log: tuple[OnLog, ...] = ()
+    stop_after: str | None = None
+
+
+_HOOKS: contextvars.ContextVar[TrainingHooks] = contextvars.ContextVar("texinspect_training_hooks")
+
+
+@contextlib.contextmanager
+def training_hooks(on_log: OnLog | None = None, stop_after: str | None = None) -> Iterator[TrainingHooks]:
+    """Install hooks for the phases run inside the ``with`` block (nesting adds listeners)."""
+    outer = _HOOKS.get(TrainingHooks())
+    hooks = TrainingHooks(
+        on_log=outer.on_log + ((on_log,) if on_log else ()),
+        stop_after=stop_after if stop_after is not None else outer.stop_after,
+    )
+    token = _HOOKS.set(hooks)
+    try:
+        yield hooks
+    finally:
+        _HOOKS.reset(token)
 
 
 @dataclass
@@ -58,16 +100,20 @@ def run_phase(
     checkpoint_every: int = 200,
     log_every: int = 20,
     progress: bool = True,
-    on_log: Callable[[str, int, dict[str, float]], None] | None = None,
+    on_log: OnLog | None = None,
 ) -> PhaseResult:
     """Run (or resume) phase ``name`` until ``max_steps`` or ``max_seconds`` (0 = no limit).
 
     ``batches(start_step)`` returns an iterator of batches; it is re-created on resume with the
     step reached, so the data order can be seeded by step.
     """
+    hooks = _HOOKS.get(TrainingHooks())
+    listeners = ((on_log,) if on_log else ()) + hooks.on_log
     state = checkpointer.resume(name, modules, optimizers)
     if state is not None and state.get("done"):
         log.info("%s: already complete at step %d (from checkpoint)", name, state["step"])
+        if hooks.stop_after == name:
+            raise StopAfterPhase(name)
         return PhaseResult(name, state["step"], state["seconds"], state["history"], state["stopped_by"])
     start = state["step"] if state else 0
     seconds = state["seconds"] if state else 0.0
@@ -102,8 +148,8 @@ def run_phase(
                 row["step"] = float(step_i)
                 history.append(row)
                 bar.set_postfix({k: f"{v:.4g}" for k, v in row.items() if k != "step"})
-                if on_log:
-                    on_log(name, step_i, row)
+                for listener in listeners:
+                    listener(name, step_i, row)
                 running, n_running = {}, 0
             if checkpoint_every and step_i % checkpoint_every == 0:
                 checkpointer.save(name, step_i, time.perf_counter() - t0, history, modules, optimizers)
@@ -115,6 +161,8 @@ def run_phase(
         history.append(row)
     seconds = time.perf_counter() - t0
     checkpointer.save(name, step_i, seconds, history, modules, optimizers, done=True, stopped_by=stopped_by)
+    if hooks.stop_after == name:
+        raise StopAfterPhase(name)
     return PhaseResult(name, step_i, seconds, history, stopped_by)
 
 
