@@ -16,6 +16,7 @@ from texinspect.errors import ModelError
 FAMILIES: dict[str, str] = {
     "rbae": "texinspect.models.rbae",
     "fmrnet": "texinspect.models.fmrnet",
+    "aessim": "texinspect.models.aessim",  # baseline: plain AE scored by 1 - SSIM (Bergmann 2018)
 }
 
 

@@ -30,7 +30,9 @@ class FMRNetConfig:
     latent_dim: int = 256
     memory_size: int = 512  # L, k-means centroids
     texton_size: int = 2  # K in the GFRM
-    gfrm_levels: list[int] = field(default_factory=lambda: [3, 4])  # encoder layers with a GFRM skip (paper: EL3, EL4)
+    gfrm_levels: list[int] = field(
+        default_factory=lambda: [3, 4]
+    )  # encoder layers with a GFRM skip (paper: EL3, EL4)
     gfrm_temperature: float = 10.0  # choice: softmax scale of eq. (6) (contextual attention [39] uses 10)
     gfrm_kernel: int = 3  # choice: size of the convolution on the similarity map (s -> s*)
     weight_penalty: float = 1e-6  # epsilon of eq. (10)
@@ -39,6 +41,10 @@ class FMRNetConfig:
     loss: FMRNetLossWeights = field(default_factory=FMRNetLossWeights)
     phase1_steps: int = 200_000  # paper's T1; train.max_steps_phase1 > 0 caps it
     phase2_steps: int = 100_000  # paper's T2; train.max_steps_phase2 > 0 caps it
+    # choice: how P+ relates to P0 in eq. (2). "shift": the same window moved by up to positive_shift px
+    # (a contrastive positive view); "independent": anywhere in the same image (collapses the codes, see README)
+    positive_pairing: Literal["shift", "independent"] = "shift"
+    positive_shift: int = 8
     patches_per_image: int = 4  # choice: training patches cut from every (synthetic) image per step
     defect_patch_fraction: float = 0.75  # choice: share of P- / phase-2 patches centred on the defect mask
     memory_max_codes: int = 0  # 0: k-means over every normal training patch (paper); >0: a seeded subsample

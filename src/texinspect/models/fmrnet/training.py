@@ -1,0 +1,426 @@
+"""FMR-Net two-phase training (Algorithm 1): phase 1 -> memory bank -> phase 2 -> calibration.
+
+Each part reads what the previous one left on disk, so the Kubeflow pipeline can run them as
+separate steps and a killed run resumes where it stopped:
+
+    OUT/checkpoints/last.pt, phase1_end.pt, phase2_end.pt   (training.checkpoint.Checkpointer)
+    OUT/memory_bank.pt                                       (memory_bank.build_memory_bank)
+    OUT/model/                                               (model artifact, thresholds)
+    OUT/train_summary.json
+
+Phase 1 (eq. 15): encoder, decoder, GFRMs, auxiliary classifier C_A and discriminator learn to
+reconstruct normal patches (P0, P+ from I_o) while the latent loss (eq. 2) separates them from
+synthetic-defect patches (P- from I_s). The decoder reads the code z directly (no bank yet).
+Phase 2 (eq. 16): the encoder is frozen (weights and BatchNorm statistics), the decoder reads
+z_hat = A_N(z) M, and decoder, A_N, GFRMs and D learn to turn I_s patches into the I_o patches.
+
+Ablations (Table II): ``two_phase=false`` runs phase 2 on defect-free inputs only (the model never
+learns restoration); ``use_cmfm=false`` drops C_A, the latent loss and the addressing network
+(the bank is still built: it only feeds the patch-level scores); ``use_gfrm=false`` uses plain
+skip connections on the two deepest paths.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from texinspect.config import Config
+from texinspect.devices import resolve_device
+from texinspect.errors import ModelError
+from texinspect.models.fmrnet.cmfm import AuxiliaryClassifier, latent_loss
+from texinspect.models.fmrnet.losses import (
+    discriminator_loss,
+    generator_adversarial_loss,
+    reconstruction_loss,
+    weight_penalty,
+)
+from texinspect.models.fmrnet.memory_bank import (
+    MEMORY_FILE,
+    build_memory_bank,
+    load_memory_bank,
+    memory_bank_matches,
+)
+from texinspect.models.fmrnet.network import Discriminator, FMRNet
+from texinspect.models.fmrnet.patches import crop, defect_corners, random_corners, shifted_corners
+from texinspect.models.fmrnet.validation import synthetic_validation
+from texinspect.scoring import k_sigma_threshold
+from texinspect.training.checkpoint import Checkpointer
+from texinspect.training.common import (
+    TrainData,
+    finalize_model,
+    phase_budgets,
+    prepare_training_data,
+    write_summary,
+)
+from texinspect.training.loop import PhaseResult, infinite_batches, phase_dir, run_phase, seed_everything
+
+log = logging.getLogger(__name__)
+
+PHASE1 = "phase1"
+PHASE2 = "phase2"
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def phase_steps(config: Config) -> tuple[int, int]:
+    """The paper's T1, T2 (``fmrnet.phase{1,2}_steps``), capped by ``train.max_steps_phase{1,2}``."""
+    t = config.train
+    s1 = (
+        config.fmrnet.phase1_steps
+        if t.max_steps_phase1 <= 0
+        else min(config.fmrnet.phase1_steps, t.max_steps_phase1)
+    )
+    s2 = (
+        config.fmrnet.phase2_steps
+        if t.max_steps_phase2 <= 0
+        else min(config.fmrnet.phase2_steps, t.max_steps_phase2)
+    )
+    return max(1, s1), max(1, s2)
+
+
+def _memory_format(config: Config) -> torch.memory_format:
+    return torch.channels_last if config.train.channels_last else torch.contiguous_format
+
+
+def _adam(params: list[nn.Parameter], config: Config) -> torch.optim.Adam:
+    return torch.optim.Adam(
+        [p for p in params if p.requires_grad], lr=config.fmrnet.lr, betas=(config.fmrnet.adam_beta1, 0.999)
+    )
+
+
+def _params(modules: list[nn.Module]) -> list[nn.Parameter]:
+    return [p for m in modules for p in m.parameters()]
+
+
+def _build_parts(
+    config: Config, device: torch.device
+) -> tuple[FMRNet, AuxiliaryClassifier | None, Discriminator]:
+    from texinspect.models.fmrnet import build
+
+    fmt = _memory_format(config)
+    net = build(config).to(device, memory_format=fmt)
+    classifier = AuxiliaryClassifier(config.fmrnet.latent_dim).to(device) if config.fmrnet.use_cmfm else None
+    disc = Discriminator(config.data.channels, config.fmrnet.widths).to(device, memory_format=fmt)
+    return net, classifier, disc
+
+
+def _to(batch: dict[str, Any], device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return (
+        batch["image"].to(device, non_blocking=True),
+        batch["defect"].to(device, non_blocking=True),
+        batch["mask"].to(device, non_blocking=True),
+    )
+
+
+def _min_defect_pixels(patch: int) -> int:
+    """A window counts as a defect patch (label 0 of C_A) from 1/256 of its area (16 px at 64x64)."""
+    return max(1, patch * patch // 256)
+
+
+class _AdversarialPair:
+    """Discriminator update then the generator's adversarial terms (eqs. 11-13)."""
+
+    def __init__(self, disc: Discriminator, opt_d: torch.optim.Optimizer) -> None:
+        self.disc = disc
+        self.opt_d = opt_d
+
+    def __call__(self, real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        loss_d, real_feats = discriminator_loss(self.disc, real, fake)
+        self.opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        self.opt_d.step()
+        adv, info = generator_adversarial_loss(self.disc, real_feats, fake)
+        info["d"] = float(loss_d.detach())
+        return adv, info
+
+
+# --------------------------------------------------------------------------- phase 1
+
+
+class Phase1Step:
+    """One step of phase 1: triplets (P0, P+, P-), eq. (15), D update."""
+
+    def __init__(
+        self,
+        config: Config,
+        net: FMRNet,
+        classifier: AuxiliaryClassifier | None,
+        adversarial: _AdversarialPair,
+        opt_g: torch.optim.Optimizer,
+        device: torch.device,
+    ) -> None:
+        self.cfg = config.fmrnet
+        self.fmt = _memory_format(config)
+        self.net, self.classifier, self.adv, self.opt_g, self.device = (
+            net,
+            classifier,
+            adversarial,
+            opt_g,
+            device,
+        )
+        self.gen_modules = [*net.encoder_modules(), *net.decoder_modules(), *net.gfrm_modules()]
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, float]:
+        io, defect, mask = _to(batch, self.device)
+        p, n = self.cfg.patch_size, self.cfg.patches_per_image
+        b, _, h, w = io.shape
+        c0 = random_corners(b * n, h, w, p, io.device)
+        if self.cfg.positive_pairing == "shift":  # P+: the window of P0 moved by a few pixels
+            c_pos = shifted_corners(c0, h, w, p, self.cfg.positive_shift)
+        else:  # "independent": anywhere in the same image
+            c_pos = random_corners(b * n, h, w, p, io.device)
+        p0 = crop(io, c0, p, n)
+        p_pos = crop(io, c_pos, p, n)
+        normal = torch.cat([p0, p_pos])
+        parts = [normal]
+        neg_labels = None
+        if self.classifier is not None:
+            corners = defect_corners(mask, n, p, self.cfg.defect_patch_fraction)
+            parts.append(crop(defect, corners, p, n))
+            defect_px = crop(mask, corners, p, n).flatten(1).sum(1)
+            neg_labels = (defect_px < _min_defect_pixels(p)).float()  # windows that missed the defect
+        x = torch.cat(parts).contiguous(memory_format=self.fmt)
+        feats, z = self.net.encode(x)  # one encoder pass: shared BatchNorm statistics
+        m = normal.shape[0]
+        rec = self.net.decode([f[:m] for f in feats], z[:m])
+        target = normal.contiguous(memory_format=self.fmt)
+        loss_rec = reconstruction_loss(target, rec, weight_penalty(self.gen_modules), self.cfg.weight_penalty)
+        loss_adv, info = self.adv(target, rec)
+        loss = self.cfg.loss.rec1 * loss_rec + self.cfg.loss.adv1 * loss_adv
+        if self.classifier is not None:
+            r0, r_pos = z[: m // 2], z[m // 2 : m]
+            loss_lat, lat_info = latent_loss(self.classifier, r0, r_pos, z[m:], neg_labels)
+            loss = loss + self.cfg.loss.lat1 * loss_lat
+            info.update(lat_info)
+        self.opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_g.step()
+        info.update(
+            {"loss": float(loss.detach()), "rec": float(loss_rec.detach()), "adv": float(loss_adv.detach())}
+        )
+        return info
+
+
+def train_phase1(
+    config: Config, out_dir: str | Path, resume: bool = True, data: TrainData | None = None
+) -> PhaseResult:
+    """Phase 1 of Algorithm 1; leaves ``checkpoints/phase1_end.pt``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    seed_everything(config.seed)
+    device = resolve_device(config.device)
+    data = data or prepare_training_data(config)
+    net, classifier, disc = _build_parts(config, device)
+    gen = [*net.encoder_modules(), *net.decoder_modules(), *net.gfrm_modules()]
+    if classifier is not None:
+        gen.append(classifier)
+    opt_g = _adam(_params(gen), config)
+    opt_d = _adam(list(disc.parameters()), config)
+    step = Phase1Step(config, net, classifier, _AdversarialPair(disc, opt_d), opt_g, device)
+    modules: dict[str, nn.Module] = {"generator": net, "discriminator": disc}
+    if classifier is not None:
+        modules["classifier"] = classifier
+    seconds, _ = phase_budgets(config)
+    steps, _ = phase_steps(config)
+    return run_phase(
+        PHASE1,
+        step,
+        infinite_batches(data.synthetic, config.train.batch_size, config.seed, config.data.num_workers),
+        modules,
+        {"g": opt_g, "d": opt_d},
+        Checkpointer(phase_dir(out), enabled_resume=resume),
+        max_steps=steps,
+        max_seconds=seconds,
+        checkpoint_every=config.train.checkpoint_every,
+        log_every=config.train.log_every,
+        progress=config.train.progress,
+    )
+
+
+# --------------------------------------------------------------------------- phase 2
+
+
+class Phase2Step:
+    """One step of phase 2: I_s patches in, I_o patches as target, eq. (16), D update."""
+
+    def __init__(
+        self,
+        config: Config,
+        net: FMRNet,
+        adversarial: _AdversarialPair,
+        opt_g: torch.optim.Optimizer,
+        device: torch.device,
+    ) -> None:
+        self.cfg = config.fmrnet
+        self.fmt = _memory_format(config)
+        self.net, self.adv, self.opt_g, self.device = net, adversarial, opt_g, device
+        self.gen_modules = [*net.decoder_modules(), *net.gfrm_modules()]
+        if net.addressing is not None:
+            self.gen_modules.append(net.addressing)
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, float]:
+        io, defect, mask = _to(batch, self.device)
+        p, n = self.cfg.patch_size, self.cfg.patches_per_image
+        corners = defect_corners(mask, n, p, self.cfg.defect_patch_fraction)
+        target = crop(io, corners, p, n).contiguous(memory_format=self.fmt)
+        source = crop(defect, corners, p, n) if self.cfg.two_phase else target
+        with torch.no_grad():  # frozen encoder: it must keep matching the memory bank
+            feats, z = self.net.encode(source.contiguous(memory_format=self.fmt))
+        code = self.net.address(z)[1] if self.net.addressing is not None else z
+        rec = self.net.decode(feats, code)
+        loss_rec = reconstruction_loss(target, rec, weight_penalty(self.gen_modules), self.cfg.weight_penalty)
+        loss_adv, info = self.adv(target, rec)
+        loss = self.cfg.loss.rec2 * loss_rec + self.cfg.loss.adv2 * loss_adv
+        self.opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_g.step()
+        info.update(
+            {"loss": float(loss.detach()), "rec": float(loss_rec.detach()), "adv": float(loss_adv.detach())}
+        )
+        return info
+
+
+def load_phase1(
+    config: Config, out_dir: str | Path, device: torch.device
+) -> tuple[FMRNet, Discriminator, dict[str, Any]]:
+    """Generator and discriminator as phase 1 left them (``checkpoints/phase1_end.pt``)."""
+    path = Checkpointer(phase_dir(out_dir)).phase_end(PHASE1)
+    if not path.exists():
+        raise ModelError(
+            f"{path}: phase 1 has not finished in {out_dir}; run phase 1 (texinspect train) first"
+        )
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    net, _, disc = _build_parts(config, device)
+    try:
+        net.load_state_dict(payload["modules"]["generator"])
+        disc.load_state_dict(payload["modules"]["discriminator"])
+    except (RuntimeError, KeyError) as exc:
+        raise ModelError(f"{path}: does not fit the configured FMR-Net ({exc})") from exc
+    return net, disc, payload
+
+
+def train_phase2(
+    config: Config, out_dir: str | Path, resume: bool = True, data: TrainData | None = None
+) -> PhaseResult:
+    """Phase 2 of Algorithm 1 from ``phase1_end.pt`` and ``memory_bank.pt``; leaves ``phase2_end.pt``."""
+    out = Path(out_dir)
+    seed_everything(config.seed + 1)
+    device = resolve_device(config.device)
+    data = data or prepare_training_data(config)
+    net, disc, _ = load_phase1(config, out, device)
+    bank = load_memory_bank(out / MEMORY_FILE, config)
+    net.set_memory(bank["memory"])
+    net.freeze_encoder()
+    gen = [*net.decoder_modules(), *net.gfrm_modules()]
+    if net.addressing is not None:
+        gen.append(net.addressing)
+    opt_g = _adam(_params(gen), config)
+    opt_d = _adam(list(disc.parameters()), config)
+    step = Phase2Step(config, net, _AdversarialPair(disc, opt_d), opt_g, device)
+    _, seconds = phase_budgets(config)
+    if seconds > 0:  # the k-means stage spends part of the run's wall-clock budget
+        seconds = max(1.0, seconds - float(bank.get("seconds", 0.0)))
+    _, steps = phase_steps(config)
+    return run_phase(
+        PHASE2,
+        step,
+        infinite_batches(data.synthetic, config.train.batch_size, config.seed + 1, config.data.num_workers),
+        {"generator": net, "discriminator": disc},
+        {"g": opt_g, "d": opt_d},
+        Checkpointer(phase_dir(out), enabled_resume=resume),
+        max_steps=steps,
+        max_seconds=seconds,
+        checkpoint_every=config.train.checkpoint_every,
+        log_every=config.train.log_every,
+        progress=config.train.progress,
+    )
+
+
+def load_phase2(config: Config, out_dir: str | Path, device: torch.device) -> FMRNet:
+    path = Checkpointer(phase_dir(out_dir)).phase_end(PHASE2)
+    if not path.exists():
+        raise ModelError(f"{path}: phase 2 has not finished in {out_dir}")
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    from texinspect.models.fmrnet import build
+
+    net = build(config)
+    net.load_state_dict(payload["modules"]["generator"])
+    return net.to(device)
+
+
+# --------------------------------------------------------------------------- calibration and the whole run
+
+
+@torch.no_grad()
+def calibrate_patch_threshold(
+    net: FMRNet, dataset: torch.utils.data.Dataset, k: float, device: torch.device
+) -> dict[str, float]:
+    """k-sigma threshold over the patch scores of held-out normal images (the early exit's rule)."""
+    net.eval()
+    scores = []
+    loader = torch.utils.data.DataLoader(dataset, batch_size=8, shuffle=False)
+    for batch in loader:
+        scores.append(net.patch_scores(batch["image"].to(device)).flatten().cpu())
+    s = torch.cat(scores)
+    thr = k_sigma_threshold(s, k)
+    net.patch_threshold.fill_(thr)
+    return {"patch_threshold": thr, "patch_score_mean": float(s.mean()), "patch_score_std": float(s.std())}
+
+
+def train(config: Config, out_dir: str | Path, resume: bool = True) -> Path:
+    """phase 1 -> memory bank -> phase 2 -> thresholds -> ``OUT/model``; returns the model folder."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    data = prepare_training_data(config)
+    p1 = train_phase1(config, out, resume=resume, data=data)
+    bank_path = out / MEMORY_FILE
+    phase1_end = Checkpointer(phase_dir(out)).phase_end(PHASE1)
+    if resume and memory_bank_matches(bank_path, phase1_end, config):
+        log.info("memory bank %s is up to date with phase 1: reused", bank_path)
+    else:
+        build_memory_bank(config, phase1_end, bank_path, images=data.train)
+    p2 = train_phase2(config, out, resume=resume, data=data)
+    device = resolve_device(config.device)
+    net = load_phase2(config, out, device)
+    patch_stats = calibrate_patch_threshold(net, data.val, config.eval.k_sigma, device)
+    bank = load_memory_bank(bank_path, config)
+    extra = {
+        **patch_stats,
+        "phase1_steps": p1.steps,
+        "phase2_steps": p2.steps,
+        "memory_codes": int(bank.get("n_codes", 0)),
+    }
+    model_dir = finalize_model(net, config, out, data.val, device, extra=extra)
+    validation = synthetic_validation(net, data.val, data.synthetic.synthesizer, config, device)
+    log.info("synthetic-defect validation on held-out normals: %s", validation)
+    summary = {
+        "family": "fmrnet",
+        "seconds_total": time.perf_counter() - t0,
+        "phase1_steps": p1.steps,
+        "phase2_steps": p2.steps,
+        **validation,
+        "phases": {
+            r.name: {
+                "steps": r.steps,
+                "seconds": r.seconds,
+                "steps_per_second": r.steps / r.seconds if r.seconds > 0 else None,
+                "stopped_by": r.stopped_by,
+                "history": r.history,
+            }
+            for r in (p1, p2)
+        },
+        "memory_bank": {k: v for k, v in bank.items() if k != "memory"},
+        "patch_threshold": patch_stats,
+        "data": data.info,
+        "model_dir": str(model_dir),
+    }
+    write_summary(out, summary)
+    return model_dir

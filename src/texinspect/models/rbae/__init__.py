@@ -1,0 +1,34 @@
+"""RB-AE: reference-based autoencoder (Luo, Yao, Yu, Wang), see ``README.md`` in this folder.
+
+Family contract: ``build(config) -> Detector`` and ``train(config, out_dir, resume=True) -> Path``.
+Imports are deferred because ``texinspect.config`` imports ``rbae.config`` from this package.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from texinspect.training.loop import OnLog
+    from texinspect.config import Config
+    from texinspect.models.base import Detector
+
+
+def build(config: Config) -> Detector:
+    """The untrained RB-AE network for ``config`` (weights and reference buffers load into it)."""
+    from texinspect.models.rbae.trainer import build_network
+
+    return build_network(config)
+
+
+def train(config: Config, out_dir: str | Path, resume: bool = True, on_log: OnLog | None = None) -> Path:
+    """Both training phases, calibration and the model artifact; returns ``out_dir/model``."""
+    from texinspect.models.rbae.trainer import train as _train
+    from texinspect.training.loop import training_hooks
+
+    with training_hooks(on_log=on_log):  # loss rows to MLflow / Optuna pruning
+        return _train(config, out_dir, resume)
+
+
+__all__ = ["build", "train"]

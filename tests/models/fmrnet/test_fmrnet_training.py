@@ -1,0 +1,144 @@
+"""Smoke training end to end: loss falls, phase 2 keeps encoder and bank, k-means bank size, CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from texinspect.cli import main as cli_main
+from texinspect.errors import ConfigError, ModelError
+from texinspect.models.artifact import load_detector
+from texinspect.models.fmrnet import build, build_memory_bank, train
+from texinspect.models.fmrnet.memory_bank import load_memory_bank
+from texinspect.models.fmrnet.network import FMRNet
+
+
+@pytest.fixture(scope="module")
+def trained(sample_root: Path, make_config, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("fmrnet_run")
+    cfg = make_config(sample_root)
+    train(cfg, out, resume=False)
+    return out, cfg
+
+
+def _encoder_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in state.items() if k.startswith(("encoder.", "to_latent."))}
+
+
+def test_smoke_training_loss_falls_and_the_artifact_works(trained) -> None:
+    out, cfg = trained
+    summary = json.loads((out / "train_summary.json").read_text())
+    rec = [row["rec"] for row in summary["phases"]["phase1"]["history"]]
+    assert len(rec) >= 4
+    assert sum(rec[-2:]) / 2 < sum(rec[:2]) / 2, f"phase-1 reconstruction loss did not fall: {rec}"
+    assert summary["phases"]["phase1"]["steps"] == cfg.train.max_steps_phase1
+    assert summary["phases"]["phase2"]["steps"] == cfg.train.max_steps_phase2
+    detector, card = load_detector(out / "model")
+    assert isinstance(detector, FMRNet) and card.family == "fmrnet"
+    assert detector.uses_memory and torch.isfinite(detector.patch_threshold)
+    assert card.threshold is not None and card.pixel_threshold is not None
+    images = torch.rand(2, 3, 64, 64)
+    maps = detector.anomaly_map(images)
+    assert maps.shape == (2, 64, 64) and bool(torch.isfinite(maps).all())
+    res = detector.multilevel_map(images)  # the calibrated patch threshold
+    assert res.patch_scores.shape == (2, 2, 2)
+
+
+def test_phase2_leaves_encoder_and_memory_bank_unchanged(trained) -> None:
+    out, _ = trained
+    p1 = torch.load(out / "checkpoints" / "phase1_end.pt", weights_only=True)["modules"]["generator"]
+    p2 = torch.load(out / "checkpoints" / "phase2_end.pt", weights_only=True)["modules"]["generator"]
+    enc1, enc2 = _encoder_state(p1), _encoder_state(p2)
+    assert any("running_mean" in k for k in enc1)  # BatchNorm statistics are part of the check
+    for key, value in enc1.items():
+        torch.testing.assert_close(enc2[key], value, rtol=0, atol=0, msg=f"phase 2 changed {key}")
+    bank = load_memory_bank(out / "memory_bank.pt")
+    torch.testing.assert_close(p2["memory"], bank["memory"], rtol=0, atol=0)
+    assert bool(p2["memory_ready"])
+    # ... while phase 2 did train the decoder and the addressing network
+    assert not torch.equal(p1["up3.0.weight"], p2["up3.0.weight"])
+    assert not torch.equal(p1["addressing.net.0.weight"], p2["addressing.net.0.weight"])
+
+
+def test_kmeans_bank_has_the_configured_size(trained, tmp_path: Path) -> None:
+    out, cfg = trained
+    bank = load_memory_bank(out / "memory_bank.pt", cfg)
+    assert tuple(bank["memory"].shape) == (cfg.fmrnet.memory_size, cfg.fmrnet.latent_dim)
+    assert bank["n_codes"] >= cfg.fmrnet.memory_size
+    assert (
+        len({tuple(row.tolist()) for row in bank["memory"]}) == cfg.fmrnet.memory_size
+    )  # distinct centroids
+    # a different size from the same phase-1 checkpoint, through the CLI
+    target = tmp_path / "bank8.pt"
+    rc = cli_main(
+        [
+            "memory-bank",
+            "--checkpoint",
+            str(out),
+            "--out",
+            str(target),
+            "--profile",
+            "smoke",
+            "--set",
+            f"data.root={cfg.data.root}",
+            "--set",
+            "fmrnet.memory_size=8",
+            "--set",
+            "device=cpu",
+            "--config",
+            str(Path(__file__).resolve().parents[3] / "params.yaml"),
+        ]
+    )
+    assert rc == 0
+    assert tuple(torch.load(target, weights_only=True)["memory"].shape) == (8, cfg.fmrnet.latent_dim)
+    too_big = cfg.with_overrides({"fmrnet.memory_size": 10_000})
+    with pytest.raises(ConfigError, match="fmrnet.memory_size"):
+        build_memory_bank(too_big, out, tmp_path / "x.pt")
+    with pytest.raises(ModelError, match="phase-1 checkpoint"):
+        build_memory_bank(cfg, tmp_path, tmp_path / "y.pt")
+
+
+def test_patch_scores_command(trained, sample_root: Path, tmp_path: Path) -> None:
+    out, _ = trained
+    rc = cli_main(
+        [
+            "patch-scores",
+            "--model",
+            str(out / "model"),
+            "--data",
+            str(sample_root),
+            "--out",
+            str(tmp_path),
+            "--multilevel",
+        ]
+    )
+    assert rc == 0
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "patch_scores.csv")
+    assert len(table) == 4 + 3 * 2 and (table["patches"] == 4).all()
+    assert any((tmp_path / "maps").rglob("*.npy")) and any((tmp_path / "patches").rglob("*.npy"))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "has_addressing", "has_gfrm"),
+    [
+        ({"fmrnet.two_phase": False}, True, True),
+        ({"fmrnet.use_cmfm": False}, False, True),
+        ({"fmrnet.use_gfrm": False}, True, False),
+    ],
+)
+def test_ablations_train(
+    sample_root: Path, make_config, tmp_path: Path, overrides: dict, has_addressing: bool, has_gfrm: bool
+) -> None:
+    cfg = make_config(sample_root, {"train.max_steps_phase1": 3, "train.max_steps_phase2": 3, **overrides})
+    model_dir = train(cfg, tmp_path, resume=False)
+    detector, _ = load_detector(model_dir)
+    assert (detector.addressing is not None) == has_addressing
+    assert (len(detector.gfrms) == 2) == has_gfrm
+    assert detector.anomaly_map(torch.rand(1, 3, 64, 64)).shape == (1, 64, 64)
+    assert build(cfg).state_dict().keys() == detector.state_dict().keys()
