@@ -81,7 +81,9 @@ def test_missing_vgg_weights_name_the_options(tmp_path: Path, monkeypatch: pytes
     with pytest.raises(WeightsUnavailableError) as err:
         build_perceptual("vgg16", "")
     msg = str(err.value)
-    assert "rbae.vgg_weights" in msg and "--set rbae.vgg_weights=PATH" in msg and "rbae.perceptual=none" in msg
+    assert (
+        "rbae.vgg_weights" in msg and "--set rbae.vgg_weights=PATH" in msg and "rbae.perceptual=none" in msg
+    )
     with pytest.raises(WeightsUnavailableError, match="file not found"):
         build_perceptual("vgg16", str(tmp_path / "nope.pth"))
     bad = tmp_path / "bad.pth"

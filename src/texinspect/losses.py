@@ -148,7 +148,9 @@ def find_vgg16_weights(path: str = "") -> Path:
     if path:
         p = Path(path).expanduser()
         if not p.is_file():
-            raise WeightsUnavailableError(f"rbae.vgg_weights: file not found: {p}; " + HOW_TO_FIX.format(cache=cache))
+            raise WeightsUnavailableError(
+                f"rbae.vgg_weights: file not found: {p}; " + HOW_TO_FIX.format(cache=cache)
+            )
         return p
     candidates = sorted(cache.glob("vgg16-*.pth")) if cache.is_dir() else []
     if not candidates:
@@ -164,7 +166,9 @@ def load_vgg16_prefix(path: Path) -> nn.Sequential:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear message
-        raise WeightsUnavailableError(f"{path}: cannot read VGG-16 weights ({exc}); " + HOW_TO_FIX.format(cache=hub_cache_dir())) from exc
+        raise WeightsUnavailableError(
+            f"{path}: cannot read VGG-16 weights ({exc}); " + HOW_TO_FIX.format(cache=hub_cache_dir())
+        ) from exc
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
     net = _vgg16_prefix()
@@ -177,7 +181,8 @@ def load_vgg16_prefix(path: Path) -> nn.Sequential:
                 break
         else:
             raise WeightsUnavailableError(
-                f"{path}: not a VGG-16 state dict (no 'features.{key}'); " + HOW_TO_FIX.format(cache=hub_cache_dir())
+                f"{path}: not a VGG-16 state dict (no 'features.{key}'); "
+                + HOW_TO_FIX.format(cache=hub_cache_dir())
             )
         if picked[key].shape != wanted[key].shape:
             raise WeightsUnavailableError(
@@ -254,7 +259,9 @@ def build_perceptual(kind: str, vgg_weights: str = "") -> tuple[nn.Module | None
         loss = VGGPerceptualLoss.from_path(vgg_weights)
         return loss, f"vgg16 ImageNet features ({loss.source})"
     if kind == "ssim":
-        log.warning("perceptual loss replaced by 1 - SSIM (rbae.perceptual=ssim): no ImageNet VGG-16 features used")
+        log.warning(
+            "perceptual loss replaced by 1 - SSIM (rbae.perceptual=ssim): no ImageNet VGG-16 features used"
+        )
         return SSIMLoss(), "ssim (1 - SSIM in place of the VGG-16 perceptual loss)"
     if kind == "none":
         log.warning("perceptual loss switched off (rbae.perceptual=none): eqs. 13/16 are not used")

@@ -86,6 +86,8 @@ def test_kmeans_bank_has_the_configured_size(trained, tmp_path: Path) -> None:
             "--set",
             f"data.root={cfg.data.root}",
             "--set",
+            "model=fmrnet",
+            "--set",
             "fmrnet.memory_size=8",
             "--set",
             "device=cpu",

@@ -105,7 +105,13 @@ def test_blocks_and_encoder_shapes() -> None:
     assert UpBlock(5, 3)(torch.rand(2, 5, 8, 8)).shape == (2, 3, 16, 16)
     enc = Encoder(1, [4, 8, 16, 16, 32])
     feats = enc(torch.rand(2, 1, 64, 64))
-    assert [tuple(f.shape) for f in feats] == [(2, 4, 32, 32), (2, 8, 16, 16), (2, 16, 8, 8), (2, 16, 4, 4), (2, 32, 2, 2)]
+    assert [tuple(f.shape) for f in feats] == [
+        (2, 4, 32, 32),
+        (2, 8, 16, 16),
+        (2, 16, 8, 8),
+        (2, 16, 4, 4),
+        (2, 32, 2, 2),
+    ]
     assert len(enc(torch.rand(1, 1, 64, 64), depth=3)) == 3
     with pytest.raises(ConfigError):
         Encoder(3, [4, 0])
@@ -157,7 +163,13 @@ def test_reference_buffers_travel_in_state_dict() -> None:
     ref = torch.rand(1, 3, 64, 64)
     net.set_reference(ref)
     state = net.state_dict()
-    assert {"reference_image", "reference_feat3", "reference_feat4", "reference_feat5", "reference_ready"} <= set(state)
+    assert {
+        "reference_image",
+        "reference_feat3",
+        "reference_feat4",
+        "reference_feat5",
+        "reference_ready",
+    } <= set(state)
     other = RBAENet(LIGHT, 3, 64).eval()
     other.load_state_dict(state)
     x = torch.rand(2, 3, 64, 64)
@@ -175,6 +187,9 @@ def test_without_rbam_has_no_rbam_parameters() -> None:
 
 
 def test_build_uses_config_sizes() -> None:
-    cfg = load_config(None, {"data.image_size": 64, "data.channels": 1, "rbae.widths": [4, 8, 8, 16, 16], "rbae.train_size": 32})
+    cfg = load_config(
+        None,
+        {"data.image_size": 64, "data.channels": 1, "rbae.widths": [4, 8, 8, 16, 16], "rbae.train_size": 32},
+    )
     net = build(cfg)
     assert isinstance(net, RBAENet) and net.size == 32 and net.channels == 1

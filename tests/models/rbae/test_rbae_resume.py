@@ -37,7 +37,9 @@ def test_killed_run_resumes_from_last_checkpoint(tmp_path: Path) -> None:
     try:
         deadline = time.monotonic() + 120
         while not last.exists():
-            assert proc.poll() is None, f"training ended before its first checkpoint:\n{proc.stdout.read().decode()}"
+            assert proc.poll() is None, (
+                f"training ended before its first checkpoint:\n{proc.stdout.read().decode()}"
+            )
             assert time.monotonic() < deadline, "no checkpoint within 120 s"
             time.sleep(0.05)
         time.sleep(0.3)  # let it get a few checkpoints further into phase 1

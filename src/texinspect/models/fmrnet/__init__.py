@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 from texinspect.models.fmrnet.network import Discriminator, FMRNet, MultilevelResult
 
 if TYPE_CHECKING:
-    from texinspect.training.loop import OnLog
     from texinspect.config import Config
+    from texinspect.training.loop import OnLog
 
 __all__ = [
     "FMRNet",

@@ -73,10 +73,21 @@ def _cmd_memory_bank(args: argparse.Namespace) -> int:
     from texinspect.cli import config_from_args
     from texinspect.models.fmrnet.memory_bank import build_memory_bank
 
-    extra = ["model=fmrnet"] + ([f"data.root={args.data}"] if args.data else [])
-    config = config_from_args(args, extra)
+    config = config_from_args(args)
+    if args.data:  # a path is not YAML-parsed
+        config.data.root = args.data
     checkpoint = Path(args.checkpoint)
     out = Path(args.out) if args.out else _default_bank_path(checkpoint)
+    if config.model != "fmrnet":
+        # The pipeline's between-phase step is the same for every family; only FMR-Net has a
+        # memory bank (RB-AE chooses its reference image at the start of phase 2). Write a record
+        # saying so, so DVC/KFP stages have their declared output.
+        import torch
+
+        out.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"family": config.model, "memory_bank": None}, out)
+        print(f"{config.model} has no memory bank (nothing to build); wrote the stage record {out}")
+        return 0
     path = build_memory_bank(config, checkpoint, out)
     print(f"memory bank ({config.fmrnet.memory_size} entries) written to {path}")
     return 0

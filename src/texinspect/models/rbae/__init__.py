@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from texinspect.training.loop import OnLog
     from texinspect.config import Config
     from texinspect.models.base import Detector
+    from texinspect.training.loop import OnLog
 
 
 def build(config: Config) -> Detector:

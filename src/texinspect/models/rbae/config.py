@@ -39,6 +39,7 @@ class RBAEConfig:
     reference: str = "auto"  # "auto": medoid of encoder features; else a training image path
     reference_candidates: int = 256  # training images considered for the "auto" medoid (0: all)
     train_size: int = 0  # side the network trains and runs at (0: data.image_size); maps are resized back
+    phase1_fraction: float = 0.0  # share of train.max_minutes for phase 1 (0: train.phase1_fraction)
     loss: RBAELossWeights = field(default_factory=RBAELossWeights)
     # Table V ablations
     use_rbam: bool = True

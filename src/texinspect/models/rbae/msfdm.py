@@ -54,16 +54,25 @@ class FDMHead(nn.Module):
 class MSFDM(nn.Module):
     """Three FDM heads over layers 1..len(widths) and the eq. (11) fusion."""
 
-    def __init__(self, widths: Sequence[int], hidden: int = 64, lambdas: Sequence[float] = (0.2, 0.2, 0.6)) -> None:
+    def __init__(
+        self, widths: Sequence[int], hidden: int = 64, lambdas: Sequence[float] = (0.2, 0.2, 0.6)
+    ) -> None:
         super().__init__()
         if len(widths) != len(lambdas):
-            raise ValueError(f"MSFDM: {len(widths)} layers but {len(lambdas)} fusion weights (rbae.msfdm_lambdas)")
+            raise ValueError(
+                f"MSFDM: {len(widths)} layers but {len(lambdas)} fusion weights (rbae.msfdm_lambdas)"
+            )
         self.heads = nn.ModuleList(FDMHead(2 * int(w), hidden) for w in widths)
         self.lambdas = [float(v) for v in lambdas]
 
-    def forward(self, feats_in: Sequence[torch.Tensor], feats_rec: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    def forward(
+        self, feats_in: Sequence[torch.Tensor], feats_rec: Sequence[torch.Tensor]
+    ) -> list[torch.Tensor]:
         """Logits per scale [(B,1,H/2,W/2), (B,1,H/4,W/4), (B,1,H/8,W/8)]."""
-        return [head(torch.cat([a, b], dim=1)) for head, a, b in zip(self.heads, feats_in, feats_rec, strict=False)]
+        return [
+            head(torch.cat([a, b], dim=1))
+            for head, a, b in zip(self.heads, feats_in, feats_rec, strict=False)
+        ]
 
     def fuse(self, logits: Sequence[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
         """Eq. (11) on probabilities: (B, H, W) at ``size``."""
@@ -80,12 +89,16 @@ def pixel_gap_map(images: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
     return (images - recon).abs().mean(dim=1)
 
 
-def msfr_map(feats_in: Sequence[torch.Tensor], feats_rec: Sequence[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
+def msfr_map(
+    feats_in: Sequence[torch.Tensor], feats_rec: Sequence[torch.Tensor], size: tuple[int, int]
+) -> torch.Tensor:
     """Table V column E, multi-scale feature residual: for each of layers 1-3 the channel-mean
     squared difference of the encoder features, up-sampled to ``size``; the layers are averaged."""
     out = None
     for a, b in zip(feats_in, feats_rec, strict=True):
-        r = F.interpolate((a - b).pow(2).mean(dim=1, keepdim=True), size=size, mode="bilinear", align_corners=False)
+        r = F.interpolate(
+            (a - b).pow(2).mean(dim=1, keepdim=True), size=size, mode="bilinear", align_corners=False
+        )
         out = r if out is None else out + r
     assert out is not None
     return out[:, 0] / len(feats_in)

@@ -40,7 +40,9 @@ class RBAENet(Detector):
         super().__init__()
         widths = [int(w) for w in cfg.widths]
         if len(widths) != N_LAYERS:
-            raise ConfigError(f"rbae.widths: RB-AE has {N_LAYERS} encoder layers, got {len(widths)} widths {widths}")
+            raise ConfigError(
+                f"rbae.widths: RB-AE has {N_LAYERS} encoder layers, got {len(widths)} widths {widths}"
+            )
         if size % 2**N_LAYERS:
             raise ConfigError(f"rbae.train_size / data.image_size: {size} is not a multiple of {2**N_LAYERS}")
         self.size = int(size)
@@ -60,7 +62,9 @@ class RBAENet(Detector):
                 )
         self.decoder = Decoder(widths, channels, SKIP_LAYERS)
         self.msfdm = (
-            MSFDM(widths[:MSFDM_LAYERS], cfg.msfdm_hidden, cfg.msfdm_lambdas) if cfg.segmentation == "msfdm" else None
+            MSFDM(widths[:MSFDM_LAYERS], cfg.msfdm_hidden, cfg.msfdm_lambdas)
+            if cfg.segmentation == "msfdm"
+            else None
         )
         self.register_buffer("reference_image", torch.zeros(1, channels, size, size))
         for layer in RBAM_LAYERS:
@@ -113,7 +117,9 @@ class RBAENet(Detector):
         if not self.use_rbam:
             return list(feats)
         if not bool(self.reference_ready):
-            raise ModelError("RB-AE has no reference features yet: call set_reference() (done after training phase 1)")
+            raise ModelError(
+                "RB-AE has no reference features yet: call set_reference() (done after training phase 1)"
+            )
         out = list(feats)
         for layer in RBAM_LAYERS:
             out[layer - 1] = self.rbams[str(layer)](feats[layer - 1], self.reference_features(layer))
@@ -156,7 +162,9 @@ class RBAENet(Detector):
         h, w = images.shape[-2:]
         x = images
         if (h, w) != (self.size, self.size):
-            x = F.interpolate(images, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True)
+            x = F.interpolate(
+                images, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True
+            )
         amap = self.map_at_size(x)
         if (h, w) != (self.size, self.size):
             amap = F.interpolate(amap[:, None], size=(h, w), mode="bilinear", align_corners=False)[:, 0]

@@ -99,7 +99,9 @@ class FFM(nn.Module):
             nn.BatchNorm2d(hidden),
             nn.ReLU(inplace=True),
         )
-        self.attend = nn.ModuleList(nn.Conv2d(hidden, channels, kernel, padding=pad) for _ in range(n_branches))
+        self.attend = nn.ModuleList(
+            nn.Conv2d(hidden, channels, kernel, padding=pad) for _ in range(n_branches)
+        )
 
     def weights(self, branches: Sequence[torch.Tensor]) -> torch.Tensor:
         """Normalised attention maps (B, n_branches, C, H, W); they sum to 1 over dim 1 (eq. 7)."""

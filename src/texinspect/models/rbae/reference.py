@@ -30,7 +30,9 @@ log = logging.getLogger(__name__)
 
 
 @torch.no_grad()
-def texture_descriptors(net: RBAENet, dataset: Dataset, device: torch.device, batch_size: int = 16) -> np.ndarray:
+def texture_descriptors(
+    net: RBAENet, dataset: Dataset, device: torch.device, batch_size: int = 16
+) -> np.ndarray:
     """(N, D) float64: channel means and stds of the encoder's layer 3-5 maps for each image."""
     was_training = net.encoder.training
     net.encoder.eval()
@@ -85,7 +87,9 @@ def choose_reference(
     best = int(indices[medoid_index(desc)])
     item = train[best]
     rel = item.get("rel", str(best))
-    log.info("reference image: %s (medoid of %d training images' encoder texture statistics)", rel, len(indices))
+    log.info(
+        "reference image: %s (medoid of %d training images' encoder texture statistics)", rel, len(indices)
+    )
     info = {
         "reference_rule": "medoid of standardised channel mean/std of phase-1 encoder layers 3-5",
         "reference": rel,

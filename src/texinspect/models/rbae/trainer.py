@@ -28,6 +28,7 @@ from torch.utils.data import Subset
 from texinspect.config import Config
 from texinspect.data.datasets import ImageDataset
 from texinspect.devices import resolve_device
+from texinspect.errors import ConfigError
 from texinspect.losses import (
     build_perceptual,
     feature_repair_loss,
@@ -130,7 +131,12 @@ class Phase2Step:
         if self.net.msfdm is not None and self.w.seg > 0:
             logits = self.net.segment_logits(f_ad, recon)
             seg = [
-                focal_loss(lg, resize_mask(mask, tuple(lg.shape[-2:])), self.cfg.rbae.focal_alpha, self.cfg.rbae.focal_gamma)
+                focal_loss(
+                    lg,
+                    resize_mask(mask, tuple(lg.shape[-2:])),
+                    self.cfg.rbae.focal_alpha,
+                    self.cfg.rbae.focal_gamma,
+                )
                 for lg in logits
             ]
             l_seg = torch.stack(seg).mean()  # eq. (10)
@@ -177,11 +183,12 @@ def train(config: Config, out_dir: str | Path, resume: bool = True) -> Path:
     tc = config.train
     n_train = len(data.train)
     batches = infinite_batches(data.synthetic, tc.batch_size, config.seed, config.data.num_workers)
-    budget1, budget2 = phase_budgets(config)
+    budget1, budget2 = _budgets(config)
+    lr = tc.lr
     resumed = {p: _saved_step(ckpt, p) for p in ("phase1", "phase2")} if resume else {}
 
     # ---------------- phase 1: encoder + decoder (eq. 14)
-    opt1 = adam(list(net.encoder.parameters()) + list(net.decoder.parameters()), tc.lr, tc.weight_decay)
+    opt1 = adam(list(net.encoder.parameters()) + list(net.decoder.parameters()), lr, tc.weight_decay)
     steps1 = steps_for(tc.phase1_epochs, n_train, tc.batch_size, tc.max_steps_phase1)
     r1 = run_phase(
         "phase1",
@@ -215,7 +222,7 @@ def train(config: Config, out_dir: str | Path, resume: bool = True) -> Path:
         net.set_reference(image)
 
     # ---------------- phase 2: RBAMs + decoder + MSFDM (eq. 17)
-    opt2 = adam(_phase2_params(net), tc.lr, tc.weight_decay)
+    opt2 = adam(_phase2_params(net), lr, tc.weight_decay)
     steps2 = steps_for(tc.phase2_epochs, n_train, tc.batch_size, tc.max_steps_phase2)
     if budget1 or budget2:  # time phase 1 left unused goes to phase 2
         budget2 = max(1.0, budget1 + budget2 - r1.seconds)
@@ -247,6 +254,7 @@ def train(config: Config, out_dir: str | Path, resume: bool = True) -> Path:
     extra = {
         "perceptual": perceptual_desc,
         "train_size": size,
+        "lr": lr,
         "segmentation": config.rbae.segmentation,
         "use_rbam": config.rbae.use_rbam,
         "use_pixel_dis": config.rbae.use_pixel_dis,
@@ -281,6 +289,17 @@ def train(config: Config, out_dir: str | Path, resume: bool = True) -> Path:
     }
     write_summary(out, summary)
     return model_dir
+
+
+def _budgets(config: Config) -> tuple[float, float]:
+    """Seconds for the phases: the shared split, or ``rbae.phase1_fraction`` when set."""
+    frac = config.rbae.phase1_fraction
+    if not frac:
+        return phase_budgets(config)
+    if not 0.0 < frac < 1.0:
+        raise ConfigError(f"rbae.phase1_fraction: expected a share in (0, 1), got {frac}")
+    total = config.train.max_minutes * 60.0
+    return (total * frac, total * (1.0 - frac)) if total > 0 else (0.0, 0.0)
 
 
 def _saved_step(ckpt: Checkpointer, phase: str) -> int:
