@@ -106,13 +106,22 @@ def run_local(
     return collect(runs[-1])
 
 
+def _index_outputs(result: LocalRun, task_dir: Path, task: str) -> None:
+    for output in sorted(task_dir.iterdir()):
+        if output.name != "executor_output.json":
+            result.artifacts[f"{task}/{output.name}"] = output
+
+
 def collect(root: Path) -> LocalRun:
     """Index a local run folder: ``<task>/<output>`` artifact paths, metrics, registration."""
     result = LocalRun(root=root)
     for task_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-        for output in sorted(task_dir.iterdir()):
-            if output.name != "executor_output.json":
-                result.artifacts[f"{task_dir.name}/{output.name}"] = output
+        loop = re.fullmatch(r"for-loop-\d+-iteration-(\d+)", task_dir.name)
+        if loop:  # tasks inside dsl.ParallelFor: "<task>-<iteration>/<output>"
+            for inner in sorted(p for p in task_dir.iterdir() if p.is_dir()):
+                _index_outputs(result, inner, f"{inner.name}-{loop.group(1)}")
+        else:
+            _index_outputs(result, task_dir, task_dir.name)
     evaluation = result.artifacts.get("evaluate-model/evaluation")
     if evaluation and (evaluation / "metrics.json").is_file():
         result.metrics = json.loads((evaluation / "metrics.json").read_text())
