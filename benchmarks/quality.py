@@ -1,0 +1,157 @@
+"""Quality benchmark: every model and ablation under the same wall-clock budget, one table.
+
+Each row (``benchmarks/common.py: ROWS``; a family plus config overrides) is trained on the
+dataset's ``train/good`` for ``--minutes`` per seed, at the same image size, with the same seeds,
+then scored on its test split by texinspect's own ``predict`` + ``evaluate`` (the DRAEM peer writes
+the same prediction files from its own venv). Printed: the median over seeds of image AUROC,
+pixel AUROC, AUPRO, image and pixel precision / recall / F1 at the k-sigma thresholds (calibrated
+on held-out normal training images), steps trained, wall time, training images/s and, where the
+family records it, its AUROC on synthetic defects drawn on held-out normals (the only signal
+hyper-parameters may be tuned on)::
+
+    python benchmarks/quality.py --minutes 15 --seeds 0 1 2            # every row, ~4 h per seed
+    python benchmarks/quality.py --rows rbae fmrnet aessim draem --minutes 2 --seeds 0
+    python benchmarks/quality.py --rows 'rbae*' --csv benchmarks/results/rbae.csv
+
+Tables go to ``--results`` (default ``benchmarks/results``, kept in git so a later run can be
+compared): ``quality.csv`` (or ``--csv``; medians), ``quality_runs.csv`` (one line per row and
+seed, written as runs finish), ``quality.md`` and ``quality.json`` (machine, command, date). Run
+folders go to ``--out`` (default ``benchmarks/runs/quality``, ignored by git); their
+``<row>/seed<k>/model`` is kept for ``robustness.py --models-from``.
+Test labels are only read to report; nothing here feeds back into a choice of hyper-parameters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (  # noqa: E402
+    DEFAULT_DATA,
+    QUALITY_METRICS,
+    ROWS,
+    Row,
+    RunSettings,
+    Trained,
+    machine_info,
+    median_table,
+    print_table,
+    row_config,
+    score,
+    select_rows,
+    setup_logging,
+    train_row,
+    training_order,
+    write_outputs,
+)
+
+log = logging.getLogger("benchmarks.quality")
+COLUMNS = [*QUALITY_METRICS, "steps", "train_wall_s", "images_per_s", "synthetic_image_auroc", "synthetic_pixel_auroc"]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rows", nargs="+", default=["all"], help=f"names or globs (default all): {', '.join(ROWS)}")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--minutes", type=float, default=15.0, help="wall-clock training budget per run (train.max_minutes)")
+    p.add_argument("--data", default=DEFAULT_DATA, help="dataset in MVTec layout")
+    p.add_argument("--image-size", type=int, default=None, help="data.image_size for every row (default: the config's)")
+    p.add_argument("--profile", default="cpu", help="params.yaml profile (default cpu; '' for none)")
+    p.add_argument("--config", default=str(Path(__file__).resolve().parents[1] / "params.yaml"))
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every row (repeatable)")
+    p.add_argument("--out", default="benchmarks/runs/quality", help="run folders (models, predictions)")
+    p.add_argument("--results", default="benchmarks/results", help="where the tables go")
+    p.add_argument("--csv", default=None, help="medians CSV (default RESULTS/quality.csv)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=2, help="torch threads (the peer gets the same)")
+    p.add_argument("--keep-maps", action="store_true", help="keep the predicted maps (default: metrics only)")
+    return p.parse_args(argv)
+
+
+def settings_from(args: argparse.Namespace) -> RunSettings:
+    return RunSettings(
+        data=args.data,
+        minutes=args.minutes,
+        image_size=args.image_size,
+        profile=args.profile or None,
+        config_path=args.config,
+        overrides=list(args.set),
+        device=args.device,
+        threads=args.threads,
+    )
+
+
+def run_seed(rows: list[Row], settings: RunSettings, seed: int, root: Path, keep_maps: bool) -> list[dict[str, Any]]:
+    """Train (or derive) every row needed for ``rows`` at ``seed``; score the selected ones."""
+    trained: dict[str, Trained] = {}
+    results = []
+    for row in training_order(rows):
+        config = row_config(row, settings, seed)
+        run_dir = root / row.name / f"seed{seed}"
+        log.info("=== %s, seed %d, %.2f min (%s)", row.name, seed, settings.minutes, row.note)
+        done = train_row(row, config, run_dir, settings, trained.get(row.derive_from or ""))
+        trained[row.name] = done
+        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+        if row not in rows:
+            continue
+        metrics = score(row, done.model_dir, settings.data, run_dir / "pred", config, keep_maps)
+        seconds = sum(p["seconds"] for p in done.phases.values())
+        images = sum(p["steps"] for p in done.phases.values()) * config.train.batch_size
+        results.append(
+            {
+                "row": row.name,
+                "family": row.family,
+                "seed": seed,
+                **{m: metrics.get(m) for m in QUALITY_METRICS},
+                "steps": done.steps,
+                "train_wall_s": round(done.wall_s, 1),
+                "images_per_s": round(images / seconds, 2) if seconds else float("nan"),
+                "synthetic_image_auroc": done.synthetic.get("synthetic_image_auroc", float("nan")),
+                "synthetic_pixel_auroc": done.synthetic.get("synthetic_pixel_auroc", float("nan")),
+                **{f"{name}_steps": p["steps"] for name, p in done.phases.items()},
+                "image_size": config.data.image_size,
+                "minutes": settings.minutes,
+                "overrides": " ".join(row.overrides),
+                "derived_from": row.derive_from or "",
+            }
+        )
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    setup_logging()
+    torch.set_num_threads(args.threads)
+    rows = select_rows(args.rows)
+    settings = settings_from(args)
+    root, results = Path(args.out), Path(args.results)
+    root.mkdir(parents=True, exist_ok=True)
+    results.mkdir(parents=True, exist_ok=True)
+    runs: list[dict[str, Any]] = []
+    for seed in args.seeds:
+        runs.extend(run_seed(rows, settings, seed, root, args.keep_maps))
+        pd.DataFrame(runs).to_csv(results / "quality_runs.csv", index=False)
+    table = median_table(pd.DataFrame(runs), COLUMNS)
+    meta = {**machine_info(args.threads), "minutes": args.minutes, "seeds": args.seeds, "data": args.data,
+            "profile": args.profile, "rows": [r.name for r in rows]}
+    csv = write_outputs(table, results, "quality", meta, args.csv)
+    size = runs[0]["image_size"] if runs else args.image_size
+    print_table(
+        f"Quality on {args.data} at {size} px, {args.minutes:g} min training per run, profile {args.profile or '-'}, "
+        f"{args.threads} threads, median over seeds {args.seeds}:",
+        table,
+    )
+    print(f"\nruns: {results / 'quality_runs.csv'}  medians: {csv}  markdown: {results / 'quality.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
