@@ -78,12 +78,23 @@ def _cmd_memory_bank(args: argparse.Namespace) -> int:
         config.data.root = args.data
     checkpoint = Path(args.checkpoint)
     out = Path(args.out) if args.out else _default_bank_path(checkpoint)
+    if config.model != "fmrnet" and _is_fmrnet_source(checkpoint):
+        # an FMR-Net run named with a params file whose `model` is another family (the repo
+        # default is rbae): build its bank rather than overwrite it with an empty record
+        print(f"{checkpoint} holds an FMR-Net; building its memory bank (config model was {config.model})")
+        config.model = "fmrnet"
     if config.model != "fmrnet":
         # The pipeline's between-phase step is the same for every family; only FMR-Net has a
         # memory bank (RB-AE chooses its reference image at the start of phase 2). Write a record
         # saying so, so DVC/KFP stages have their declared output.
         import torch
 
+        from texinspect.errors import ModelError
+
+        if out.exists() and "memory" in torch.load(out, map_location="cpu", weights_only=True):
+            raise ModelError(
+                f"{out} is an FMR-Net memory bank; refusing to replace it with a {config.model} record"
+            )
         out.parent.mkdir(parents=True, exist_ok=True)
         torch.save({"family": config.model, "memory_bank": None}, out)
         print(f"{config.model} has no memory bank (nothing to build); wrote the stage record {out}")
@@ -91,6 +102,25 @@ def _cmd_memory_bank(args: argparse.Namespace) -> int:
     path = build_memory_bank(config, checkpoint, out)
     print(f"memory bank ({config.fmrnet.memory_size} entries) written to {path}")
     return 0
+
+
+def _is_fmrnet_source(source: Path) -> bool:
+    """Whether ``source`` (run folder, checkpoint, model folder) holds an FMR-Net."""
+    import torch
+    import yaml
+
+    from texinspect.models.fmrnet.memory_bank import phase1_checkpoint
+
+    if source.is_dir() and (source / "model.yaml").exists():
+        return (yaml.safe_load((source / "model.yaml").read_text()) or {}).get("family") == "fmrnet"
+    ckpt = phase1_checkpoint(source)
+    if ckpt is None:
+        return False
+    try:
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)["modules"]["generator"]
+    except (KeyError, TypeError, RuntimeError, OSError):
+        return False
+    return "memory" in state and "memory_ready" in state
 
 
 def _cmd_patch_scores(args: argparse.Namespace) -> int:

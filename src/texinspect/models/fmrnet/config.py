@@ -32,8 +32,6 @@ class FMRNetConfig:
     texton_size: int = 2  # K in the GFRM
     # encoder layers (1-based) whose skip goes through a GFRM (paper: EL3, EL4)
     gfrm_levels: list[int] = field(default_factory=lambda: [3, 4])
-    # extension: encoder layers passed to the decoder unedited (paper: none, see README)
-    plain_skip_levels: list[int] = field(default_factory=list)
     gfrm_temperature: float = 10.0  # choice: softmax scale of eq. (6) (contextual attention [39] uses 10)
     gfrm_kernel: int = 3  # choice: size of the convolution on the similarity map (s -> s*)
     weight_penalty: float = 1e-6  # epsilon of eq. (10)

@@ -35,7 +35,7 @@ MEMORY_FILE = "memory_bank.pt"
 PHASE1_END = "phase1_end.pt"
 
 
-def _phase1_checkpoint(source: Path) -> Path | None:
+def phase1_checkpoint(source: Path) -> Path | None:
     """A phase-1 checkpoint from a file, a checkpoints folder or a training run folder."""
     if source.is_file():
         return source
@@ -59,7 +59,7 @@ def load_encoder_source(
         if not isinstance(detector, FMRNet):
             raise ModelError(f"{src}: is a {card.family} model, the memory bank needs an FMR-Net")
         return detector, {"source": str(src), "phase1_step": -1}
-    ckpt = _phase1_checkpoint(src)
+    ckpt = phase1_checkpoint(src)
     if ckpt is None:
         raise ModelError(
             f"{src}: no FMR-Net phase-1 checkpoint here (expected a .pt file, a folder with {PHASE1_END}, "

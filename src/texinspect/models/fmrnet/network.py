@@ -45,17 +45,6 @@ def skip_levels(cfg: FMRNetConfig) -> tuple[int, ...]:
     return levels
 
 
-def plain_skip_levels(cfg: FMRNetConfig) -> tuple[int, ...]:
-    """Encoder layers (1-based) passed to the decoder without a GFRM (an extension; paper: none)."""
-    levels = tuple(sorted({int(v) for v in cfg.plain_skip_levels}))
-    if any(not 1 <= v <= 4 for v in levels):
-        raise ConfigError(f"fmrnet.plain_skip_levels must name encoder layers 1-4, got {cfg.plain_skip_levels}")
-    both = set(levels) & set(skip_levels(cfg))
-    if both:
-        raise ConfigError(f"fmrnet.plain_skip_levels and fmrnet.gfrm_levels overlap: {sorted(both)}")
-    return levels
-
-
 class MultilevelResult(NamedTuple):
     """Multilevel detection: patch-level scores and flags, and the pixel map of flagged patches only."""
 
@@ -93,11 +82,10 @@ class FMRNet(Detector):
         )
         self.latent_act = nn.Sequential(nn.BatchNorm2d(w5), nn.LeakyReLU(0.2, inplace=True))
         levels = skip_levels(cfg)
-        plain = plain_skip_levels(cfg)
         widths = [w1, w2, w3, w4, w5]
 
         def width_in(level: int) -> int:  # decoder input at encoder level ``level`` (1-based)
-            return widths[level - 1] * (2 if level in levels or level in plain else 1)
+            return widths[level - 1] * (2 if level in levels else 1)
 
         self.up5 = UpBlock(w5, w4)
         self.up4 = UpBlock(width_in(4), w3)
@@ -114,7 +102,6 @@ class FMRNet(Detector):
             else {}
         )
         self.skip_levels = levels
-        self.plain_levels = plain
         self.register_buffer("memory", torch.zeros(cfg.memory_size, cfg.latent_dim))
         self.register_buffer("memory_ready", torch.zeros((), dtype=torch.bool))
         self.register_buffer("patch_threshold", torch.full((), math.nan))
@@ -187,8 +174,6 @@ class FMRNet(Detector):
                 key = str(level)
                 g = self.gfrms[key](feats[level - 1], f) if key in self.gfrms else feats[level - 1]
                 x = torch.cat([f, g], dim=1)
-            elif level in self.plain_levels:  # extension: an unedited skip (see README)
-                x = torch.cat([f, feats[level - 1]], dim=1)
             else:
                 x = f
         return torch.sigmoid(self.out(x))
@@ -269,8 +254,7 @@ class FMRNet(Detector):
         if bool(flagged.any()):
             idx = torch.nonzero(flagged, as_tuple=True)[0]
             # the encoder ran once for the scores; only the flagged windows are decoded
-            used = (*self.skip_levels, *self.plain_levels)
-            skips = {lvl - 1: torch.cat([e[0][lvl - 1] for e in encoded])[idx] for lvl in used}
+            skips = {lvl - 1: torch.cat([e[0][lvl - 1] for e in encoded])[idx] for lvl in self.skip_levels}
             feats = [skips.get(i, z.new_empty(0)) for i in range(5)]
             zs = z[idx]
             code = self.address(zs)[1] if self.uses_memory else zs
