@@ -279,6 +279,7 @@ def derive_model(base_model_dir: Path, overrides: list[str], target: Path, confi
     card.pixel_threshold = stats["pixel_threshold"]
     card.normal_score_mean = stats["normal_score_mean"]
     card.normal_score_std = stats["normal_score_std"]
+    card.score_rule = detector.image_score_rule
     card.extra = {**card.extra, "derived_from": str(base_model_dir), "derived_overrides": overrides}
     if target.exists():
         shutil.rmtree(target)

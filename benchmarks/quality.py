@@ -73,6 +73,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=2, help="torch threads (the peer gets the same)")
     p.add_argument("--keep-maps", action="store_true", help="keep the predicted maps (default: metrics only)")
+    p.add_argument(
+        "--merge",
+        nargs="+",
+        default=None,
+        metavar="RUNS_CSV",
+        help="train nothing: build the table from the quality_runs.csv of earlier (e.g. parallel) runs",
+    )
     return p.parse_args(argv)
 
 
@@ -136,7 +143,12 @@ def main(argv: list[str] | None = None) -> int:
     root.mkdir(parents=True, exist_ok=True)
     results.mkdir(parents=True, exist_ok=True)
     runs: list[dict[str, Any]] = []
-    for seed in args.seeds:
+    if args.merge:
+        frame = pd.concat([pd.read_csv(path) for path in args.merge], ignore_index=True)
+        runs = frame.to_dict("records")
+        rows = [r for r in rows if r.name in set(frame["row"])]
+        pd.DataFrame(runs).to_csv(results / "quality_runs.csv", index=False)
+    for seed in [] if args.merge else args.seeds:
         runs.extend(run_seed(rows, settings, seed, root, args.keep_maps))
         pd.DataFrame(runs).to_csv(results / "quality_runs.csv", index=False)
     table = median_table(pd.DataFrame(runs), COLUMNS)

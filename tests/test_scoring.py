@@ -195,3 +195,11 @@ def test_median_filter_removes_isolated_speckles() -> None:
     assert torch.equal(median_filter(maps, 1), maps)
     with pytest.raises(ValueError, match="odd"):
         median_filter(maps, 4)
+
+
+def test_median_filter_3x3_network_handles_ties() -> None:
+    """The 3x3 min/max network equals scipy also when most values repeat (few distinct levels)."""
+    maps = torch.randint(0, 3, (3, 17, 9)).float()
+    ours = median_filter(maps, 3).numpy()
+    for b in range(3):
+        np.testing.assert_array_equal(ours[b], ndimage.median_filter(maps[b].numpy(), size=3, mode="nearest"))

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 from texinspect.config import EvalConfig
 from texinspect.errors import DataError
 from texinspect.models.base import Detector
-from texinspect.scoring import best_f1_threshold, image_scores, k_sigma_threshold
+from texinspect.scoring import best_f1_threshold, k_sigma_threshold
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ def calibrate(
                     raise ValueError(f"{type(detector).__name__}.anomaly_map returned shape {tuple(maps.shape)}, expected (B, H, W)")
                 is_defect = (label == 1).to(maps.device)
                 pixels.update(maps[~is_defect])
-                scores.append(image_scores(maps, eval_cfg.score_smoothing).cpu().numpy())
+                scores.append(detector.image_score(images, maps, eval_cfg.score_smoothing).float().cpu().numpy())
                 labels.append(is_defect.cpu().numpy())
     finally:
         detector.train(was_training)

@@ -44,6 +44,9 @@ class MaskConfig:
     soft_probability: float = 0.25  # chance of a large, soft, low-contrast mask (diffuse defects)
     min_area: float = 0.002  # masks smaller than this fraction of the image are redrawn
     perlin_rotate: bool = True  # rotate the Perlin lattice by a random angle (DRAEM rotates masks)
+    local_probability: float = 0.3  # chance a Perlin/shape mask is cut to one small local blob
+    local_radius_min: float = 0.02  # that blob's radius as a fraction of the image side
+    local_radius_max: float = 0.12
 
 
 @dataclass
@@ -60,6 +63,9 @@ class SynthesisConfig:
     shift_min: float = 0.05  # strength of those shifts: mean intensity change where the mask is on
     shift_max: float = 0.25
     transparency_mode: Literal["region", "global"] = "region"  # global: FMR-Net eq. (1) literally
+    intensity_match: float = 0.5  # chance a pool source is re-levelled to the surface (see synthesizer)
+    intensity_offset_min: float = 0.04  # |mean change| of a re-levelled source, darker or brighter
+    intensity_offset_max: float = 0.3
     label_threshold: float = 0.02  # defect mask = where |I_s - I_o| (or its 3x3 mean) is at least this
     count: int = 64  # image/mask pairs written by the `synthesize` stage
     mask: MaskConfig = field(default_factory=MaskConfig)

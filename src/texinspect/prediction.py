@@ -27,7 +27,6 @@ from texinspect.devices import resolve_device
 from texinspect.errors import DataError
 from texinspect.models.artifact import ModelCard, load_detector
 from texinspect.models.base import Detector
-from texinspect.scoring import image_scores
 
 log = logging.getLogger(__name__)
 
@@ -107,5 +106,5 @@ def iter_predictions(
 def score_images(detector: Detector, card: ModelCard, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """Anomaly maps and image scores for a preprocessed batch (B,C,H,W) in [0,1]."""
     maps = detector.anomaly_map(images).float()
-    scores = image_scores(maps, card.score_smoothing)
-    return maps.cpu().numpy(), scores.cpu().numpy()
+    scores = detector.image_score(images, maps, card.score_smoothing)
+    return maps.cpu().numpy(), scores.float().cpu().numpy()

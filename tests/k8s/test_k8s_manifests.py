@@ -7,6 +7,8 @@ fields rejected); KServe kinds with the kserve SDK's model classes (texinspect's
 from __future__ import annotations
 
 import copy
+import math
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -112,30 +114,36 @@ def _pod_specs(doc: dict[str, Any]) -> list[tuple[dict[str, Any], list[dict[str,
         return [(predictor, [predictor["model"]])]
     if kind == "ServingRuntime":
         return [({}, doc["spec"]["containers"])]
+    if kind == "PyTorchJob":
+        templates = [r["template"]["spec"] for r in doc["spec"]["pytorchReplicaSpecs"].values()]
+        return [(spec, spec.get("initContainers", []) + spec["containers"]) for spec in templates]
     return []
+
+
+def _check_locked_down(doc: dict[str, Any], where_prefix: str) -> int:
+    """Assert every container of ``doc`` is locked down; returns how many were checked."""
+    checked = 0
+    for pod, containers in _pod_specs(doc):
+        pod_sc = pod.get("securityContext", {})
+        for c in containers:
+            where = f"{where_prefix}:{doc['kind']}/{doc['metadata']['name']}/{c.get('name', 'model')}"
+            sc = c.get("securityContext", {})
+            assert sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")) is True, f"{where}: may run as root"
+            assert sc.get("allowPrivilegeEscalation") is False, f"{where}: privilege escalation allowed"
+            assert sc.get("readOnlyRootFilesystem") is True, f"{where}: writable root filesystem"
+            assert sc.get("capabilities", {}).get("drop") == ["ALL"], f"{where}: capabilities not dropped"
+            res = c.get("resources", {})
+            for part in ("requests", "limits"):
+                assert {"cpu", "memory"} <= set(res.get(part, {})), f"{where}: no cpu/memory {part}"
+            checked += 1
+        if doc["kind"] != "ServingRuntime":
+            assert pod_sc.get("seccompProfile", {}).get("type") == "RuntimeDefault", doc["metadata"]["name"]
+    return checked
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_every_pod_is_locked_down(overlay: str) -> None:
-    checked = 0
-    for doc in build(overlay):
-        for pod, containers in _pod_specs(doc):
-            pod_sc = pod.get("securityContext", {})
-            for c in containers:
-                where = f"{overlay}:{doc['kind']}/{doc['metadata']['name']}/{c.get('name', 'model')}"
-                sc = c.get("securityContext", {})
-                assert sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")) is True, f"{where}: may run as root"
-                assert sc.get("allowPrivilegeEscalation") is False, f"{where}: privilege escalation allowed"
-                assert sc.get("readOnlyRootFilesystem") is True, f"{where}: writable root filesystem"
-                assert sc.get("capabilities", {}).get("drop") == ["ALL"], f"{where}: capabilities not dropped"
-                res = c.get("resources", {})
-                for part in ("requests", "limits"):
-                    assert {"cpu", "memory"} <= set(res.get(part, {})), f"{where}: no cpu/memory {part}"
-                checked += 1
-            if doc["kind"] != "ServingRuntime":
-                assert pod_sc.get("seccompProfile", {}).get("type") == "RuntimeDefault", doc["metadata"][
-                    "name"
-                ]
+    checked = sum(_check_locked_down(doc, overlay) for doc in build(overlay))
     assert checked >= 8
 
 
@@ -195,21 +203,203 @@ def test_recurring_run_job_arguments_are_a_valid_schedule_command() -> None:
     assert token["audience"] == "pipelines.kubeflow.org"
 
 
-def test_serving_runtime_runs_the_real_serve_command() -> None:
-    """The runtime's command line parses with `texinspect serve` and serves /mnt/models on 8080."""
+def _kubelet_expand(args: list[str], env: dict[str, str]) -> list[str]:
+    """``$(VAR)`` in a container's args, replaced as the kubelet does from the container's env."""
+
+    def one(match: re.Match[str]) -> str:
+        name = match.group(1)
+        assert name in env, f"$({name}) in the args but {name} is not in the container's env"
+        return env[name]
+
+    return [re.sub(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", one, a) for a in args]
+
+
+def _downward_env(container: dict[str, Any], limits: dict[str, str]) -> dict[str, str]:
+    """The container's env with ``resourceFieldRef`` values resolved against ``limits``."""
+    env: dict[str, str] = {}
+    for var in container.get("env", []):
+        if "value" in var:
+            env[var["name"]] = str(var["value"])
+        elif "resourceFieldRef" in var.get("valueFrom", {}):
+            ref = var["valueFrom"]["resourceFieldRef"]
+            kind, resource = ref["resource"].split(".")
+            assert kind == "limits" and resource == "cpu", ref
+            divisor = float(ref.get("divisor", "1"))
+            env[var["name"]] = str(math.ceil(_cores(limits[resource]) / divisor))
+    return env
+
+
+def _cores(quantity: str) -> float:
+    return float(quantity[:-1]) / 1000 if quantity.endswith("m") else float(quantity)
+
+
+@pytest.mark.parametrize(("overlay", "threads"), [("cpu", 2), ("gpu", 4)])
+def test_serving_runtime_runs_the_real_serve_command(overlay: str, threads: int) -> None:
+    """The runtime's command line parses with `texinspect serve`, serves /mnt/models on 8080, and
+    gives torch as many threads as the predictor's CPU limit (KServe's pod takes its resources
+    from the InferenceService)."""
     import argparse
 
     from texinspect.serving.cli import add_parser as add_serve
 
-    (runtime,) = by_kind(build("cpu"), "ServingRuntime")
+    docs = build(overlay)
+    (runtime,) = by_kind(docs, "ServingRuntime")
     (container,) = runtime["spec"]["containers"]
     assert container["name"] == "kserve-container" and container["command"] == ["texinspect"]
+    (isvc,) = by_kind(docs, "InferenceService")
+    limits = isvc["spec"]["predictor"]["model"]["resources"]["limits"]
+    args_in_pod = _kubelet_expand(container["args"], _downward_env(container, limits))
     parser = argparse.ArgumentParser(prog="texinspect")
     add_serve(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(container["args"])
+    args = parser.parse_args(args_in_pod)
     assert args.command == "serve" and args.model == ["texinspect=/mnt/models"]
     assert args.host == "0.0.0.0" and args.port == container["ports"][0]["containerPort"] == 8080
+    assert args.threads == threads == math.ceil(_cores(limits["cpu"]))
     formats = {f["name"] for f in runtime["spec"]["supportedModelFormats"]}
-    (isvc,) = by_kind(build("cpu"), "InferenceService")
     assert isvc["spec"]["predictor"]["model"]["modelFormat"]["name"] in formats
     assert isvc["spec"]["predictor"]["model"]["runtime"] == runtime["metadata"]["name"]
+
+
+# --------------------------------------------------------------------------- images, MLflow
+
+
+def _image_refs(node: Any) -> list[str]:
+    """Every value of an ``image`` field anywhere in a manifest."""
+    if isinstance(node, dict):
+        found = [node["image"]] if isinstance(node.get("image"), str) else []
+        return found + [ref for value in node.values() for ref in _image_refs(value)]
+    if isinstance(node, list):
+        return [ref for value in node for ref in _image_refs(value)]
+    return []
+
+
+def _pinned(ref: str) -> bool:
+    """``repo/name:tag`` or ``repo/name@sha256:...``, and the tag is not ``latest``."""
+    if "@sha256:" in ref:
+        return True
+    last = ref.rsplit("/", 1)[-1]
+    return ":" in last and last.rsplit(":", 1)[1] not in ("", "latest")
+
+
+def _all_manifests() -> list[tuple[str, dict[str, Any]]]:
+    out = []
+    for path in sorted(K8S.rglob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc:
+                out.append((str(path.relative_to(REPO)), doc))
+    return out
+
+
+def test_pinned_checker_rejects_floating_images() -> None:
+    assert _pinned("ghcr.io/texinspect/texinspect:0.1.0") and _pinned("postgres:16-alpine")
+    assert _pinned("registry:5000/team/app@sha256:" + "a" * 64)
+    for ref in ("texinspect", "postgres:latest", "registry:5000/team/app", "ghcr.io/x/y:"):
+        assert not _pinned(ref), ref
+
+
+def test_every_image_is_pinned() -> None:
+    """No ``:latest`` and no untagged image: in every file under k8s/ and in the built overlays."""
+    refs = [(f"{path}:{doc['kind']}", ref) for path, doc in _all_manifests() for ref in _image_refs(doc)]
+    refs += [(f"overlay {o}:{d['kind']}", ref) for o in OVERLAYS for d in build(o) for ref in _image_refs(d)]
+    assert len(refs) >= 20
+    floating = [(where, ref) for where, ref in refs if not _pinned(ref)]
+    assert not floating, f"images without a pinned tag: {floating}"
+    for path, doc in _all_manifests():  # kustomize image rewrites pin a tag too
+        for image in doc.get("images", []) if doc.get("kind") == "Kustomization" else []:
+            tag = image.get("newTag") or image.get("digest")
+            assert tag and tag != "latest", f"{path}: image rewrite {image} pins no tag"
+
+
+def test_mlflow_server_starts_no_job_runner(monkeypatch: pytest.MonkeyPatch) -> None:
+    """mlflow 3.x starts a huey job runner beside a database-backed server unless told not to."""
+    from mlflow.environment_variables import MLFLOW_SERVER_ENABLE_JOB_EXECUTION as flag
+
+    (deployment,) = by_kind(build("cpu"), "Deployment", "mlflow")
+    (server,) = deployment["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in server["env"]}
+    assert any(
+        a.startswith("--backend-store-uri=postgresql") for a in server["args"]
+    )  # the case that starts it
+    monkeypatch.delenv(flag.name, raising=False)
+    assert flag.get() is True  # mlflow's default: on
+    monkeypatch.setenv(flag.name, env[flag.name])
+    assert flag.get() is False
+
+
+# --------------------------------------------------------------------------- PyTorchJob
+
+
+PYTORCHJOB = K8S / "training" / "pytorchjob.yaml"
+
+
+def _training_docs() -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(PYTORCHJOB.read_text()) if d]
+
+
+def _operator_env(job: dict[str, Any], replica: str, index: int) -> dict[str, str]:
+    """What the training operator (v1.7+, pkg/controller.v1/pytorch) puts in a pod's env."""
+    specs = job["spec"]["pytorchReplicaSpecs"]
+    pods = sum(int(r["replicas"]) for r in specs.values())
+    nproc = job["spec"]["nprocPerNode"]
+    node_rank = index + (1 if replica == "Worker" else 0)
+    (master,) = specs["Master"]["template"]["spec"]["containers"]
+    (port,) = [p["containerPort"] for p in master["ports"] if p["name"] == "pytorchjob-port"]
+    return {
+        "MASTER_ADDR": f"{job['metadata']['name']}-master-0",
+        "MASTER_PORT": str(port),
+        "WORLD_SIZE": str(pods * int(nproc)),
+        "RANK": str(node_rank),
+        "PET_NPROC_PER_NODE": nproc,
+        "PET_NODE_RANK": str(node_rank),
+        "PET_NNODES": str(pods),
+    }
+
+
+def test_pytorchjob_pods_validate_and_are_locked_down() -> None:
+    from kubernetes_validate.utils import validate
+
+    docs = _training_docs()
+    assert [d["kind"] for d in docs] == ["PersistentVolumeClaim", "PyTorchJob"]
+    pvc, job = docs
+    validate(pvc, K8S_VERSION, strict=True)
+    assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]  # every pod mounts the run folder
+    assert job["apiVersion"] == "kubeflow.org/v1"
+    specs = job["spec"]["pytorchReplicaSpecs"]
+    assert set(specs) == {"Master", "Worker"} and specs["Master"]["replicas"] == 1
+    for name, spec in specs.items():
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"texinspect-train-{name.lower()}-0"}}
+        pod["spec"] = spec["template"]["spec"]
+        validate(pod, K8S_VERSION, strict=True)
+        volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+        assert volumes["workspace"]["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]
+        assert volumes["dshm"]["emptyDir"]["medium"] == "Memory"
+    assert _check_locked_down(job, "training") == 2
+
+
+@pytest.mark.parametrize(("replica", "index"), [("Master", 0), ("Worker", 0)])
+def test_pytorchjob_runs_torchrun_over_the_real_train_command(replica: str, index: int) -> None:
+    """With the operator's env, the args are a valid torchrun call whose processes run
+    `texinspect train`: one process per GPU, the world size pods x GPUs, rendezvous at Master."""
+    from torch.distributed.run import get_args_parser
+
+    from texinspect.cli import build_parser, config_from_args
+
+    job = _training_docs()[1]
+    (container,) = job["spec"]["pytorchReplicaSpecs"][replica]["template"]["spec"]["containers"]
+    assert container["name"] == "pytorch" and container["command"] == ["torchrun"]
+    env = _operator_env(job, replica, index)
+    args = get_args_parser().parse_args(_kubelet_expand(container["args"], env))
+    gpus = int(container["resources"]["limits"]["nvidia.com/gpu"])
+    assert args.nproc_per_node == str(gpus) == job["spec"]["nprocPerNode"]
+    assert args.nnodes == "2" and args.node_rank == int(env["PET_NODE_RANK"])
+    assert args.master_addr == "texinspect-train-master-0" and args.master_port == 23456
+    assert int(args.nnodes) * gpus == int(env["WORLD_SIZE"]) == 8
+    assert args.module and args.training_script == "texinspect"
+    assert "texinspect:" in container["image"] and container["image"].endswith("-cuda")
+    parsed = build_parser().parse_args(args.training_script_args)
+    assert parsed.command == "train" and parsed.phase == "all"
+    assert parsed.out.startswith("/workspace/") and parsed.data.startswith("/workspace/")
+    assert parsed.config == "/app/params.yaml"  # the image's copy (TEXINSPECT_PARAMS)
+    parsed.config = str(REPO / "params.yaml")
+    config = config_from_args(parsed, [f"model={parsed.model}"])  # the --set keys exist, types fit
+    assert config.model == parsed.model and config.train.max_minutes > 0

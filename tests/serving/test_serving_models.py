@@ -227,7 +227,9 @@ def test_edge_split_follows_the_configured_skip_levels(tmp_path: Path) -> None:
     det = family_module("fmrnet").build(config).eval()
     det.set_memory(torch.nn.functional.normalize(torch.randn_like(det.memory), dim=1))
     det.patch_threshold.fill_(0.5)
-    card = ModelCard(family="fmrnet", config=config.to_dict(), image_size=SIZE, channels=3, threshold=0.1)
+    card = ModelCard(
+        family="fmrnet", config=config.to_dict(), image_size=SIZE, channels=3, threshold=0.1, score_rule=det.image_score_rule
+    )
     model_dir = save_detector(det, card, tmp_path / "model")
     edge = EdgeRunner(export_edge(model_dir, tmp_path / "edge.pt"))
     assert list(edge.meta["features"]) == ["latent", "skip2", "skip4"]
@@ -236,5 +238,9 @@ def test_edge_split_follows_the_configured_skip_levels(tmp_path: Path) -> None:
     cloud = CloudHalf(det, SIZE, "cpu")
     split = cloud.anomaly_map(batch, {k: torch.from_numpy(v) for k, v in result.features.items()})
     np.testing.assert_allclose(split.numpy(), det.anomaly_map(batch).numpy(), atol=1e-6)
+    # FMR-Net's image score (largest window memory distance) from the uploaded codes alone
+    scores = cloud.patch_image_scores({k: torch.from_numpy(v) for k, v in result.features.items()})
+    expected = det.image_score(batch, split, card.score_smoothing)
+    np.testing.assert_allclose(scores.numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match=r"expects images \(B, 3, 64, 64\)"):
         edge.run(torch.rand(1, 3, 32, 32))

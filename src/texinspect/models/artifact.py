@@ -90,5 +90,16 @@ def load_detector(model_dir: str | Path, device: torch.device | str = "cpu") -> 
         detector.load_state_dict(state)
     except RuntimeError as exc:
         raise ModelError(f"{weights}: weights do not fit the {card.family} network: {exc}") from exc
+    if detector.image_score_rule != card.score_rule:
+        raise ModelError(
+            f"{model_dir}: thresholds in {CARD_FILE} were calibrated for the image score rule "
+            f"'{card.score_rule}', but this network scores images by '{detector.image_score_rule}' "
+            "(an artifact from an older version?). Re-derive or retrain the model, or set the family's "
+            "image-score option (e.g. fmrnet.image_score=map) to match"
+        )
     detector.to(device).eval()
+    if config.train.channels_last:
+        # NHWC weights make every convolution run channels-last (inputs follow the weights):
+        # FMR-Net's transposed convolutions are ~4x faster so (benchmarks/README.md, before/after)
+        detector.to(memory_format=torch.channels_last)
     return detector, card

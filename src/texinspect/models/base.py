@@ -12,6 +12,10 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from texinspect.scoring import image_scores
+
+MAP_SCORE_RULE = "max_of_gaussian_smoothed_map"
+
 
 class Detector(nn.Module):
     """Base class: subclasses implement :meth:`anomaly_map`.
@@ -27,3 +31,17 @@ class Detector(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.anomaly_map(images)
+
+    @property
+    def image_score_rule(self) -> str:
+        """Name of the rule :meth:`image_score` applies (written to the model card)."""
+        return MAP_SCORE_RULE
+
+    def image_score(self, images: torch.Tensor, maps: torch.Tensor, smoothing: float) -> torch.Tensor:
+        """Image score (B,), larger = more anomalous: by default the max of the Gaussian-smoothed map.
+
+        Every consumer (calibration, predict, serving, validation) scores through this method, so
+        a family whose paper scores images otherwise (FMR-Net: patch-level memory distance)
+        overrides it once and thresholds stay consistent.
+        """
+        return image_scores(maps, smoothing)

@@ -249,6 +249,18 @@ class CloudHalf:
         self.feature_shapes = feature_shapes(detector, image_size)
 
     @torch.inference_mode()
+    def patch_image_scores(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(B,) largest window distance to the memory: FMR-Net's patch image-score rule, from the
+        uploaded latent codes (the cloud holds the same memory bank)."""
+        from texinspect.models.fmrnet.cmfm import nearest_entry_distance
+
+        n = self.feature_shapes[LATENT][0]
+        z = features[LATENT].to(self.device)
+        b = z.numel() // (n * z.shape[-1])
+        dists = nearest_entry_distance(z.reshape(b * n, -1), self.net.memory)  # type: ignore[arg-type]
+        return dists.reshape(b, n).amax(dim=1)
+
+    @torch.inference_mode()
     def anomaly_map(self, images: torch.Tensor, features: dict[str, torch.Tensor]) -> torch.Tensor:
         from texinspect.models.fmrnet.inspection import multimodal_map
         from texinspect.models.fmrnet.patches import make_grid, stitch

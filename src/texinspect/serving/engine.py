@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from texinspect.models.artifact import ModelCard
-from texinspect.models.base import Detector
+from texinspect.models.base import MAP_SCORE_RULE, Detector
 from texinspect.prediction import score_images
 from texinspect.scoring import image_scores
 
@@ -95,7 +95,10 @@ class InferenceEngine:
         """FMR-Net's own multilevel path: only the flagged windows are decoded (Sec. IV-F)."""
         out = self.detector.multilevel_map(images.to(self.device), self.patch_threshold)  # type: ignore[operator]
         maps = out.maps.float()
-        scores = image_scores(maps, self.card.score_smoothing).cpu().numpy()
+        if self.card.score_rule == MAP_SCORE_RULE:
+            scores = image_scores(maps, self.card.score_smoothing).cpu().numpy()
+        else:  # FMR-Net's patch rule: the window scores the multilevel path computed anyway
+            scores = out.patch_scores.float().flatten(1).amax(dim=1).cpu().numpy()
         grids = out.patch_scores.float().cpu().numpy()
         flagged = out.flagged.reshape(len(grids), -1).any(dim=1).cpu().numpy()
         results = []
@@ -125,9 +128,15 @@ class InferenceEngine:
         return grid.float().cpu().numpy()
 
     @torch.inference_mode()
-    def run_maps(self, maps: torch.Tensor) -> list[ImageResult]:
-        """Pixel-level results from anomaly maps computed elsewhere (the cloud half of an edge split)."""
-        scores = image_scores(maps.float(), self.card.score_smoothing)
+    def run_maps(self, maps: torch.Tensor, scores: torch.Tensor | None = None) -> list[ImageResult]:
+        """Pixel-level results from anomaly maps computed elsewhere (the cloud half of an edge split).
+
+        ``scores``: image scores when the card's rule is not a function of the map (FMR-Net's patch rule).
+        """
+        if scores is None:
+            if self.card.score_rule != MAP_SCORE_RULE:
+                raise ValueError(f"image scores under rule {self.card.score_rule!r} need more than the map")
+            scores = image_scores(maps.float(), self.card.score_smoothing)
         return [
             ImageResult(score=float(s), level="pixel", threshold=self.card.threshold, amap=m)
             for m, s in zip(maps.float().cpu().numpy(), scores.cpu().numpy(), strict=True)

@@ -25,6 +25,7 @@ from texinspect.data.images import decode_image_bytes
 from texinspect.devices import resolve_device
 from texinspect.errors import DataError
 from texinspect.models.artifact import load_detector
+from texinspect.models.base import MAP_SCORE_RULE
 from texinspect.serving.batching import MicroBatcher
 from texinspect.serving.encoding import RequestError, encode_b64, map_to_png, mask_to_png
 from texinspect.serving.engine import ImageResult, InferenceEngine
@@ -184,8 +185,10 @@ class TexinspectModel(kserve.Model):
 
     def _run_features(self, images: torch.Tensor, features: dict[str, np.ndarray]) -> list[ImageResult]:
         assert self.edge is not None and self.engine is not None
-        maps = self.edge.anomaly_map(images, {k: torch.from_numpy(v) for k, v in features.items()})
-        return self.engine.run_maps(maps)
+        tensors = {k: torch.from_numpy(v) for k, v in features.items()}
+        maps = self.edge.anomaly_map(images, tensors)
+        scores = self.edge.patch_image_scores(tensors) if self.engine.card.score_rule != MAP_SCORE_RULE else None
+        return self.engine.run_maps(maps, scores)
 
     def _check_outputs_available(self, parsed: ParsedRequest) -> None:
         assert self.engine is not None

@@ -3,6 +3,9 @@
 ``checkpoints/last.pt`` always holds the newest state (phase, step, seconds spent, loss
 history, module and optimizer states, RNG states); ``checkpoints/<phase>_end.pt`` is kept at
 each phase end. Loading uses ``weights_only=True``: a checkpoint holds tensors and plain data.
+
+Under DDP only rank 0 writes (every rank holds the same weights; the RNG state saved is rank
+0's); every rank reads the same files on resume.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+
+from texinspect.pipeline.distributed import is_main_process
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +47,11 @@ class Checkpointer:
         optimizers: dict[str, torch.optim.Optimizer],
         done: bool = False,
         stopped_by: str = "steps",
+        rank_checksums: list[float] | None = None,
     ) -> Path:
+        """Write ``last.pt`` (and ``<phase>_end.pt`` when ``done``); other DDP ranks write nothing."""
+        if not is_main_process():
+            return self.last
         payload: dict[str, Any] = {
             "phase": phase,
             "step": int(step),
@@ -50,6 +59,7 @@ class Checkpointer:
             "done": bool(done),
             "stopped_by": stopped_by,
             "history": [{k: float(v) for k, v in row.items()} for row in history],
+            "rank_checksums": [float(c) for c in rank_checksums or []],
             "modules": {k: m.state_dict() for k, m in modules.items()},
             "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
             "rng": {

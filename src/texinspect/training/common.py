@@ -2,6 +2,9 @@
 
 Keeping this in one place means RB-AE and FMR-Net see the same train/validation split, the same
 synthetic defects and the same threshold calibration, so their results are comparable.
+
+Under DDP (``pipeline.distributed``) every rank prepares the same data (each trains on its own
+shard of it); calibration, the model artifact and the summary are rank 0's alone.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from texinspect.data.layout import DatasetIndex, scan_dataset
 from texinspect.errors import DataError
 from texinspect.models.artifact import ModelCard, save_detector
 from texinspect.models.base import Detector
+from texinspect.pipeline.distributed import DistContext, is_main_process
 from texinspect.synthesis.dataset import SyntheticDefectDataset
 from texinspect.synthesis.pool import TexturePool
 from texinspect.synthesis.synthesizer import DefectSynthesizer
@@ -120,6 +124,7 @@ def finalize_model(
         normal_score_mean=_opt_float(stats.get("normal_score_mean")),
         normal_score_std=_opt_float(stats.get("normal_score_std")),
         score_smoothing=config.eval.score_smoothing,
+        score_rule=detector.image_score_rule,
         extra=dict(extra or {}),
     )
     model_dir = Path(out_dir) / MODEL_SUBDIR
@@ -130,10 +135,26 @@ def finalize_model(
 
 
 def write_summary(out_dir: str | Path, summary: dict[str, Any]) -> Path:
-    """``out_dir/train_summary.json``: steps, seconds, final losses, choices (e.g. perceptual loss)."""
+    """``out_dir/train_summary.json``: steps, seconds, final losses, choices (e.g. perceptual loss).
+
+    Written by rank 0 only under DDP.
+    """
     path = Path(out_dir) / "train_summary.json"
-    path.write_text(json.dumps(summary, indent=2, default=str))
+    if is_main_process():
+        path.write_text(json.dumps(summary, indent=2, default=str))
     return path
+
+
+def ddp_summary(ctx: DistContext, batch_size: int, results: list[Any]) -> dict[str, Any]:
+    """What the summary records about data parallelism: world size, global batch, and the ranks'
+    weight checksums at each phase end (equal when the ranks stayed in sync)."""
+    return {
+        "world_size": ctx.world_size,
+        "backend": ctx.backend or None,
+        "batch_size_per_process": batch_size,
+        "global_batch_size": batch_size * ctx.world_size,
+        "rank_checksums": {r.name: r.rank_checksums for r in results},
+    }
 
 
 def _opt_float(value: Any) -> float | None:

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from texinspect.pipeline import distributed
 from texinspect.training.checkpoint import Checkpointer
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,7 @@ class PhaseResult:
     seconds: float
     history: list[dict[str, float]] = field(default_factory=list)  # one row per logged step
     stopped_by: str = "steps"  # "steps" | "time" | "nan"
+    rank_checksums: list[float] = field(default_factory=list)  # DDP: weights checksum per rank at the end
 
     def losses(self, key: str = "loss") -> list[float]:
         return [row[key] for row in self.history if key in row]
@@ -106,36 +108,59 @@ def run_phase(
 
     ``batches(start_step)`` returns an iterator of batches; it is re-created on resume with the
     step reached, so the data order can be seeded by step.
+
+    Under DDP (``pipeline.distributed``; the step computes its losses through a ``DDPForward``)
+    every rank runs this loop in lock-step: the phase starts from rank 0's weights and buffers,
+    logged losses are the ranks' means, rank 0's clock decides the wall-clock stop for all
+    (otherwise a rank that stopped would leave the others waiting in an all-reduce), and only
+    rank 0 shows progress, calls the ``on_log`` listeners and writes checkpoints. At the end the
+    ranks' weight checksums are compared (a mismatch raises), rank 0's buffers are broadcast,
+    and the others wait until rank 0's end checkpoint is on disk.
     """
+    ctx = distributed.current()
     hooks = _HOOKS.get(TrainingHooks())
-    listeners = ((on_log,) if on_log else ()) + hooks.on_log
+    listeners = (((on_log,) if on_log else ()) + hooks.on_log) if ctx.is_main else ()
     state = checkpointer.resume(name, modules, optimizers)
     if state is not None and state.get("done"):
         log.info("%s: already complete at step %d (from checkpoint)", name, state["step"])
         if hooks.stop_after == name:
             raise StopAfterPhase(name)
-        return PhaseResult(name, state["step"], state["seconds"], state["history"], state["stopped_by"])
+        return PhaseResult(
+            name,
+            state["step"],
+            state["seconds"],
+            state["history"],
+            state["stopped_by"],
+            list(state.get("rank_checksums", [])),
+        )
     start = state["step"] if state else 0
     seconds = state["seconds"] if state else 0.0
     history: list[dict[str, float]] = state["history"] if state else []
     if state:
         log.info("%s: resuming from step %d (%.0f s already spent)", name, start, seconds)
+    distributed.broadcast_modules(modules.values())  # one start for all ranks (no-op in one process)
+    distributed.reseed_for_rank()
     for module in modules.values():
         module.train()
     it = batches(start)
-    bar = tqdm(total=max_steps, initial=start, desc=name, disable=not progress, dynamic_ncols=True)
+    bar = tqdm(
+        total=max_steps, initial=start, desc=name, disable=not (progress and ctx.is_main), dynamic_ncols=True
+    )
     stopped_by = "steps"
     step_i = start
     t0 = time.perf_counter() - seconds
+
+    def out_of_time() -> bool:
+        return bool(max_seconds) and time.perf_counter() - t0 >= max_seconds
+
     running: dict[str, float] = {}
     n_running = 0
+    stop = distributed.agree(out_of_time())
     try:
-        while step_i < max_steps:
-            if max_seconds and time.perf_counter() - t0 >= max_seconds:
-                stopped_by = "time"
-                break
+        while step_i < max_steps and not stop:
             values = step(next(it))
             step_i += 1
+            values, stop = distributed.reduce_step(values, out_of_time())
             if any(not math.isfinite(v) for v in values.values()):
                 stopped_by = "nan"
                 raise FloatingPointError(f"{name}: non-finite loss at step {step_i}: {values}")
@@ -155,15 +180,23 @@ def run_phase(
                 checkpointer.save(name, step_i, time.perf_counter() - t0, history, modules, optimizers)
     finally:
         bar.close()
+    if stop and step_i < max_steps:
+        stopped_by = "time"
     if n_running:
         row = {k: v / n_running for k, v in running.items()}
         row["step"] = float(step_i)
         history.append(row)
     seconds = time.perf_counter() - t0
-    checkpointer.save(name, step_i, seconds, history, modules, optimizers, done=True, stopped_by=stopped_by)
+    checksums = distributed.gather_checksums(modules.values())
+    distributed.check_in_sync(checksums, name)
+    distributed.broadcast_modules(modules.values())  # BatchNorm statistics: rank 0's on every rank
+    checkpointer.save(
+        name, step_i, seconds, history, modules, optimizers, done=True, stopped_by=stopped_by, rank_checksums=checksums
+    )
+    distributed.barrier()  # the end checkpoint is on disk before any rank reads it
     if hooks.stop_after == name:
         raise StopAfterPhase(name)
-    return PhaseResult(name, step_i, seconds, history, stopped_by)
+    return PhaseResult(name, step_i, seconds, history, stopped_by, checksums)
 
 
 def infinite_batches(
@@ -173,7 +206,13 @@ def infinite_batches(
     num_workers: int = 0,
     drop_last: bool = True,
 ) -> Callable[[int], Iterator[Any]]:
-    """Factory for :func:`run_phase`: endless shuffled batches, the order seeded by epoch."""
+    """Factory for :func:`run_phase`: endless shuffled batches, the order seeded by epoch.
+
+    Under DDP each rank gets its own shard (``pipeline.distributed.distributed_batches``) and
+    ``batch_size`` is per process.
+    """
+    if distributed.current().enabled:
+        return distributed.distributed_batches(dataset, batch_size, seed, num_workers=num_workers)
     n = len(dataset)  # type: ignore[arg-type]
     batch_size = max(1, min(batch_size, n))
 
@@ -207,8 +246,13 @@ def _worker_seed(worker_id: int) -> None:
 
 
 def steps_for(epochs: int, n_images: int, batch_size: int, cap: int = 0) -> int:
-    """Steps of a phase from the epoch count, capped by ``cap`` when positive."""
-    steps = max(1, epochs * max(1, n_images // max(1, batch_size)))
+    """Steps of a phase from the epoch count, capped by ``cap`` when positive.
+
+    Under DDP a step sees ``batch_size * world_size`` images, so an epoch has fewer steps; the
+    cap counts optimizer steps either way.
+    """
+    global_batch = max(1, batch_size) * distributed.current().world_size
+    steps = max(1, epochs * max(1, n_images // global_batch))
     return min(steps, cap) if cap > 0 else steps
 
 

@@ -144,3 +144,34 @@ def test_ablations_train(
     assert (len(detector.gfrms) == 2) == has_gfrm
     assert detector.anomaly_map(torch.rand(1, 3, 64, 64)).shape == (1, 64, 64)
     assert build(cfg).state_dict().keys() == detector.state_dict().keys()
+
+
+def test_image_score_is_the_largest_patch_memory_distance(trained, sample_root: Path) -> None:
+    """Default rule (paper's patch-level detection): score = max window distance; thresholds use it."""
+    from texinspect.calibration import calibrate
+    from texinspect.data.datasets import ImageDataset
+    from texinspect.data.layout import records_for_prediction
+    from texinspect.models.base import MAP_SCORE_RULE
+    from texinspect.models.fmrnet.network import PATCH_SCORE_RULE
+    from texinspect.prediction import score_images
+    from texinspect.scoring import image_scores
+
+    out, cfg = trained
+    detector, card = load_detector(out / "model")
+    assert card.score_rule == PATCH_SCORE_RULE == detector.image_score_rule
+    images = torch.rand(3, 3, 64, 64)
+    maps, scores = score_images(detector, card, images)
+    expected = detector.patch_scores(images).flatten(1).amax(dim=1)
+    np_expected = expected.numpy()
+    assert scores.shape == (3,) and (abs(scores - np_expected) < 1e-6).all()
+    # calibration's k-sigma threshold is over the same rule's scores of normal images
+    normals = ImageDataset([r for r in records_for_prediction(sample_root) if r.label == 0], 64, 3)
+    stats = calibrate(detector, normals, cfg.eval, "cpu")
+    normal = torch.stack([normals[i]["image"] for i in range(len(normals))])
+    s = detector.patch_scores(normal).flatten(1).amax(dim=1).double()
+    assert stats["normal_score_mean"] == pytest.approx(float(s.mean()), rel=1e-5)
+    # the map rule, by config, is the shared max of the smoothed map
+    detector.cfg.image_score = "map"
+    assert detector.image_score_rule == MAP_SCORE_RULE
+    m = torch.from_numpy(maps)
+    assert torch.allclose(detector.image_score(images, m, 4.0), image_scores(m, 4.0))

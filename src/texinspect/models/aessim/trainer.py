@@ -9,6 +9,10 @@ calibrated on the same held-out normal images as the other families.
 
 Step cap: ``train.max_steps_phase1 + train.max_steps_phase2`` when both are set (the total the
 other families get), else ``train.phase1_epochs + train.phase2_epochs`` epochs.
+
+Data parallel (``WORLD_SIZE`` > 1, see ``pipeline.distributed``): the SSIM loss runs through a
+``DDPForward`` over the network, each rank draws windows from its own shard with its own window
+generator, and rank 0 alone calibrates and writes the artifact.
 """
 
 from __future__ import annotations
@@ -24,13 +28,13 @@ from texinspect.calibration import calibrate
 from texinspect.config import Config, save_config
 from texinspect.data.datasets import ImageDataset, split_train_val
 from texinspect.data.layout import scan_dataset
-from texinspect.devices import resolve_device
 from texinspect.errors import DataError
 from texinspect.models.aessim.network import SSIM_WINDOW, AESSIMNet
 from texinspect.models.artifact import ModelCard, save_detector
+from texinspect.pipeline.distributed import DDPForward, DistContext, is_main_process, session
 from texinspect.scoring import ssim_map
 from texinspect.training.checkpoint import Checkpointer
-from texinspect.training.common import MODEL_SUBDIR, VAL_FRACTION, adam, to_device, write_summary
+from texinspect.training.common import MODEL_SUBDIR, VAL_FRACTION, adam, ddp_summary, to_device, write_summary
 from texinspect.training.loop import infinite_batches, phase_dir, run_phase, seed_everything, steps_for
 
 log = logging.getLogger(__name__)
@@ -65,24 +69,30 @@ def random_windows(images: torch.Tensor, patch: int, per_image: int, generator: 
 class TrainStep:
     """One Adam step of ``1 - mean SSIM`` on random windows of a batch of normal images."""
 
-    def __init__(self, net: AESSIMNet, opt: torch.optim.Optimizer, config: Config, device: torch.device) -> None:
+    def __init__(
+        self, net: AESSIMNet, opt: torch.optim.Optimizer, config: Config, device: torch.device, rank: int = 0
+    ) -> None:
         self.net, self.opt, self.device = net, opt, device
         self.channels_last = config.train.channels_last
-        self.generator = torch.Generator().manual_seed(config.seed)
+        self.generator = torch.Generator().manual_seed(config.seed + 1_000_003 * rank)  # own windows per rank
         # a window as large as the image can only differ by its flips: one per image then
         self.per_image = PATCHES_PER_IMAGE if net.patch < config.data.image_size else 1
+        self.sync = DDPForward([net])
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, float]:
-        images = to_device(batch, self.device)["image"]
-        x = random_windows(images, self.net.patch, self.per_image, self.generator)
-        x = x.contiguous(memory_format=torch.channels_last) if self.channels_last else x.contiguous()
-        rec = self.net.ae(x)
-        loss = 1.0 - ssim_map(x, rec, window=SSIM_WINDOW).mean()
+        loss = self.sync(self.loss, batch)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
         value = float(loss.item())
         return {"ssim_loss": value, "loss": value}
+
+    def loss(self, batch: dict[str, Any]) -> torch.Tensor:
+        images = to_device(batch, self.device)["image"]
+        x = random_windows(images, self.net.patch, self.per_image, self.generator)
+        x = x.contiguous(memory_format=torch.channels_last) if self.channels_last else x.contiguous()
+        rec = self.net.ae(x)
+        return 1.0 - ssim_map(x, rec, window=SSIM_WINDOW).mean()
 
 
 def step_cap(config: Config, n_train: int) -> int:
@@ -93,12 +103,19 @@ def step_cap(config: Config, n_train: int) -> int:
 
 
 def train(config: Config, out_dir: str | Path, resume: bool = True) -> Path:
-    """Train (resuming from ``out_dir/checkpoints``), calibrate, write ``out_dir/model``."""
-    out = Path(out_dir)
+    """Train (resuming from ``out_dir/checkpoints``), calibrate, write ``out_dir/model``.
+
+    In a DDP job every rank calls this and gets ``out_dir/model`` back; rank 0 alone writes it.
+    """
+    with session(config.device) as ctx:
+        return _train(config, Path(out_dir), resume, ctx)
+
+
+def _train(config: Config, out: Path, resume: bool, ctx: DistContext) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     seed_everything(config.seed)
-    device = resolve_device(config.device)
+    device = ctx.device
     index = scan_dataset(config.data.root)
     train_records, val_records = split_train_val(index.train, VAL_FRACTION, config.seed)
     if not train_records or len(val_records) < 2:
@@ -117,7 +134,7 @@ def train(config: Config, out_dir: str | Path, resume: bool = True) -> Path:
     opt = adam(net.parameters(), LR, WEIGHT_DECAY)
     ckpt = Checkpointer(phase_dir(out), enabled_resume=resume)
     tc = config.train
-    step = TrainStep(net, opt, config, device)
+    step = TrainStep(net, opt, config, device, ctx.rank)
     result = run_phase(
         PHASE,
         step,
@@ -131,6 +148,8 @@ def train(config: Config, out_dir: str | Path, resume: bool = True) -> Path:
         log_every=tc.log_every,
         progress=tc.progress,
     )
+    if not is_main_process():
+        return out / MODEL_SUBDIR
     net.eval()
     stats = calibrate(net, val_set, config.eval, device)
     extra = {
@@ -177,6 +196,7 @@ def train(config: Config, out_dir: str | Path, resume: bool = True) -> Path:
             "parameters": sum(p.numel() for p in net.parameters()),
             "n_train": len(train_set),
             "n_val": len(val_set),
+            "distributed": ddp_summary(ctx, tc.batch_size, [result]),
             **extra,
         },
     )

@@ -53,6 +53,9 @@ class FMRNetConfig:
         default_factory=lambda: ["gms", "ssim", "residual"]
     )
     median_filter: int = 3  # 0 or 1 disables
+    # image score: "patch" = max over windows of the code's distance to its nearest memory entry
+    # (the paper's patch-level detection, Sec. IV-F); "map" = max of the smoothed pixel map
+    image_score: Literal["patch", "map"] = "patch"
     # Table II ablations
     two_phase: bool = True
     use_cmfm: bool = True

@@ -18,6 +18,15 @@ Ablations (Table II): ``two_phase=false`` runs phase 2 on defect-free inputs onl
 learns restoration); ``use_cmfm=false`` drops C_A, the latent loss and the addressing network
 (the bank is still built: it only feeds the patch-level scores); ``use_gfrm=false`` uses plain
 skip connections on the two deepest paths.
+
+Data parallel (``WORLD_SIZE`` > 1, see ``pipeline.distributed``): the generator's loss runs
+through one ``DDPForward`` (its trained parts: encoder, decoder, GFRMs, C_A, A_N) and the
+discriminator's through another, so each backward averages its own module's gradients; the
+discriminator update inside a generator step keeps its place (D sees the same I_rec as in one
+process). Each rank cuts patches from its own shard of images. The memory bank is built by rank 0
+alone (k-means on one copy of the codes; the other ranks wait at a barrier) and every rank loads
+the same ``memory_bank.pt``, exactly as the pipeline's separate memory-bank step hands it to
+phase 2. Rank 0 alone calibrates and writes the artifact.
 """
 
 from __future__ import annotations
@@ -31,7 +40,6 @@ import torch
 from torch import nn
 
 from texinspect.config import Config
-from texinspect.devices import resolve_device
 from texinspect.errors import ModelError
 from texinspect.models.fmrnet.cmfm import AuxiliaryClassifier, latent_loss
 from texinspect.models.fmrnet.losses import (
@@ -49,10 +57,13 @@ from texinspect.models.fmrnet.memory_bank import (
 from texinspect.models.fmrnet.network import Discriminator, FMRNet
 from texinspect.models.fmrnet.patches import crop, defect_corners, random_corners, shifted_corners
 from texinspect.models.fmrnet.validation import synthetic_validation
+from texinspect.pipeline.distributed import DDPForward, barrier, init_distributed, is_main_process, session
 from texinspect.scoring import k_sigma_threshold
 from texinspect.training.checkpoint import Checkpointer
 from texinspect.training.common import (
+    MODEL_SUBDIR,
     TrainData,
+    ddp_summary,
     finalize_model,
     phase_budgets,
     prepare_training_data,
@@ -130,9 +141,10 @@ class _AdversarialPair:
     def __init__(self, disc: Discriminator, opt_d: torch.optim.Optimizer) -> None:
         self.disc = disc
         self.opt_d = opt_d
+        self.sync = DDPForward([disc])  # D's gradients averaged over DDP ranks
 
     def __call__(self, real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        loss_d, real_feats = discriminator_loss(self.disc, real, fake)
+        loss_d, real_feats = self.sync(discriminator_loss, self.disc, real, fake)
         self.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         self.opt_d.step()
@@ -166,8 +178,18 @@ class Phase1Step:
             device,
         )
         self.gen_modules = [*net.encoder_modules(), *net.decoder_modules(), *net.gfrm_modules()]
+        self.sync = DDPForward([*self.gen_modules, classifier])
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, float]:
+        loss, info = self.sync(self.losses, batch)
+        self.opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_g.step()
+        info["loss"] = float(loss.detach())
+        return info
+
+    def losses(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+        """Eq. (15) and the D update in between; under DDP this runs inside the generator's forward."""
         io, defect, mask = _to(batch, self.device)
         p, n = self.cfg.patch_size, self.cfg.patches_per_image
         b, _, h, w = io.shape
@@ -199,13 +221,8 @@ class Phase1Step:
             loss_lat, lat_info = latent_loss(self.classifier, r0, r_pos, z[m:], neg_labels)
             loss = loss + self.cfg.loss.lat1 * loss_lat
             info.update(lat_info)
-        self.opt_g.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt_g.step()
-        info.update(
-            {"loss": float(loss.detach()), "rec": float(loss_rec.detach()), "adv": float(loss_adv.detach())}
-        )
-        return info
+        info.update({"rec": float(loss_rec.detach()), "adv": float(loss_adv.detach())})
+        return loss, info
 
 
 def train_phase1(
@@ -215,7 +232,7 @@ def train_phase1(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     seed_everything(config.seed)
-    device = resolve_device(config.device)
+    device = init_distributed(config.device).device  # cuda:LOCAL_RANK under DDP
     data = data or prepare_training_data(config)
     net, classifier, disc = _build_parts(config, device)
     gen = [*net.encoder_modules(), *net.decoder_modules(), *net.gfrm_modules()]
@@ -264,8 +281,18 @@ class Phase2Step:
         self.gen_modules = [*net.decoder_modules(), *net.gfrm_modules()]
         if net.addressing is not None:
             self.gen_modules.append(net.addressing)
+        self.sync = DDPForward(self.gen_modules)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, float]:
+        loss, info = self.sync(self.losses, batch)
+        self.opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_g.step()
+        info["loss"] = float(loss.detach())
+        return info
+
+    def losses(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+        """Eq. (16) and the D update in between; under DDP this runs inside the generator's forward."""
         io, defect, mask = _to(batch, self.device)
         p, n = self.cfg.patch_size, self.cfg.patches_per_image
         corners = defect_corners(mask, n, p, self.cfg.defect_patch_fraction)
@@ -278,13 +305,8 @@ class Phase2Step:
         loss_rec = reconstruction_loss(target, rec, weight_penalty(self.gen_modules), self.cfg.weight_penalty)
         loss_adv, info = self.adv(target, rec)
         loss = self.cfg.loss.rec2 * loss_rec + self.cfg.loss.adv2 * loss_adv
-        self.opt_g.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt_g.step()
-        info.update(
-            {"loss": float(loss.detach()), "rec": float(loss_rec.detach()), "adv": float(loss_adv.detach())}
-        )
-        return info
+        info.update({"rec": float(loss_rec.detach()), "adv": float(loss_adv.detach())})
+        return loss, info
 
 
 def load_phase1(
@@ -312,7 +334,7 @@ def train_phase2(
     """Phase 2 of Algorithm 1 from ``phase1_end.pt`` and ``memory_bank.pt``; leaves ``phase2_end.pt``."""
     out = Path(out_dir)
     seed_everything(config.seed + 1)
-    device = resolve_device(config.device)
+    device = init_distributed(config.device).device
     data = data or prepare_training_data(config)
     net, disc, _ = load_phase1(config, out, device)
     bank = load_memory_bank(out / MEMORY_FILE, config)
@@ -352,7 +374,7 @@ def load_phase2(config: Config, out_dir: str | Path, device: torch.device) -> FM
 
     net = build(config)
     net.load_state_dict(payload["modules"]["generator"])
-    return net.to(device)
+    return net.to(device, memory_format=_memory_format(config))
 
 
 # --------------------------------------------------------------------------- calibration and the whole run
@@ -375,20 +397,44 @@ def calibrate_patch_threshold(
 
 
 def train(config: Config, out_dir: str | Path, resume: bool = True) -> Path:
-    """phase 1 -> memory bank -> phase 2 -> thresholds -> ``OUT/model``; returns the model folder."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    data = prepare_training_data(config)
-    p1 = train_phase1(config, out, resume=resume, data=data)
+    """phase 1 -> memory bank -> phase 2 -> thresholds -> ``OUT/model``; returns the model folder.
+
+    In a DDP job (``WORLD_SIZE`` > 1) every rank calls this; all return ``OUT/model``, which
+    rank 0 alone writes.
+    """
+    with session(config.device) as ctx:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        data = prepare_training_data(config)
+        p1 = train_phase1(config, out, resume=resume, data=data)
+        bank_path = out / MEMORY_FILE
+        phase1_end = Checkpointer(phase_dir(out)).phase_end(PHASE1)
+        if is_main_process():  # one k-means; the other ranks load the file after the barrier
+            if resume and memory_bank_matches(bank_path, phase1_end, config):
+                log.info("memory bank %s is up to date with phase 1: reused", bank_path)
+            else:
+                build_memory_bank(config, phase1_end, bank_path, images=data.train)
+        barrier()
+        p2 = train_phase2(config, out, resume=resume, data=data)
+        if not is_main_process():
+            return out / MODEL_SUBDIR
+        ddp = ddp_summary(ctx, config.train.batch_size, [p1, p2])
+        return _finish(config, out, data, (p1, p2), ctx.device, t0, ddp)
+
+
+def _finish(
+    config: Config,
+    out: Path,
+    data: TrainData,
+    phases: tuple[PhaseResult, PhaseResult],
+    device: torch.device,
+    t0: float,
+    ddp: dict[str, Any],
+) -> Path:
+    """Rank 0 after phase 2: patch threshold, image thresholds, artifact, synthetic validation, summary."""
+    p1, p2 = phases
     bank_path = out / MEMORY_FILE
-    phase1_end = Checkpointer(phase_dir(out)).phase_end(PHASE1)
-    if resume and memory_bank_matches(bank_path, phase1_end, config):
-        log.info("memory bank %s is up to date with phase 1: reused", bank_path)
-    else:
-        build_memory_bank(config, phase1_end, bank_path, images=data.train)
-    p2 = train_phase2(config, out, resume=resume, data=data)
-    device = resolve_device(config.device)
     net = load_phase2(config, out, device)
     patch_stats = calibrate_patch_threshold(net, data.val, config.eval.k_sigma, device)
     bank = load_memory_bank(bank_path, config)
@@ -421,6 +467,7 @@ def train(config: Config, out_dir: str | Path, resume: bool = True) -> Path:
         "patch_threshold": patch_stats,
         "data": data.info,
         "model_dir": str(model_dir),
+        "distributed": ddp,
     }
     write_summary(out, summary)
     return model_dir

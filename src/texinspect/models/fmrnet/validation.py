@@ -15,7 +15,6 @@ from torch.utils.data import Dataset
 
 from texinspect.config import Config
 from texinspect.models.base import Detector
-from texinspect.scoring import image_scores
 from texinspect.synthesis.dataset import SyntheticDefectDataset
 from texinspect.synthesis.synthesizer import DefectSynthesizer
 
@@ -45,8 +44,8 @@ def synthetic_validation(
         masks = torch.stack([it["mask"][0] for it in items])
         m_clean = detector.anomaly_map(clean).float().cpu()
         m_broken = detector.anomaly_map(broken).float().cpu()
-        normal_scores.append(image_scores(m_clean, config.eval.score_smoothing))
-        defect_scores.append(image_scores(m_broken, config.eval.score_smoothing))
+        normal_scores.append(detector.image_score(clean, m_clean, config.eval.score_smoothing).float().cpu())
+        defect_scores.append(detector.image_score(broken, m_broken, config.eval.score_smoothing).float().cpu())
         pixel_scores += [m_clean.flatten(), m_broken.flatten()]
         pixel_labels += [torch.zeros(m_clean.numel()), (masks > 0.5).float().flatten()]
     s = torch.cat(normal_scores + defect_scores).numpy()

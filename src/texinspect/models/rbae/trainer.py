@@ -12,6 +12,12 @@ Budget: epochs (paper: 400 + 200) capped by ``train.max_steps_phase*`` and the w
 ``train.max_minutes`` (split by ``train.phase1_fraction``; time phase 1 does not use goes to phase
 2). A killed run resumes from ``checkpoints/last.pt``: a finished phase 1 is reloaded from its end
 checkpoint, phase 2 continues from its saved step with the reference buffers it saved.
+
+Data parallel (``WORLD_SIZE`` > 1, see ``pipeline.distributed``): each step's losses run through
+a ``DDPForward`` over the trained parts (phase 1: encoder + decoder; phase 2: RBAMs + decoder +
+MSFDM), so backward averages their gradients over the ranks; each rank trains on its own shard.
+Every rank chooses the reference (same data, same weights) and the loop starts phase 2 from
+rank 0's copy of it. Rank 0 alone validates, calibrates and writes the artifact.
 """
 
 from __future__ import annotations
@@ -27,7 +33,6 @@ from torch.utils.data import Subset
 
 from texinspect.config import Config
 from texinspect.data.datasets import ImageDataset
-from texinspect.devices import resolve_device
 from texinspect.errors import ConfigError
 from texinspect.losses import (
     build_perceptual,
@@ -39,10 +44,13 @@ from texinspect.losses import (
 from texinspect.models.rbae.network import RBAM_LAYERS, RBAENet
 from texinspect.models.rbae.reference import choose_reference
 from texinspect.models.rbae.validation import synthetic_auroc
+from texinspect.pipeline.distributed import DDPForward, DistContext, is_main_process, session
 from texinspect.synthesis.dataset import SyntheticDefectDataset
 from texinspect.training.checkpoint import Checkpointer
 from texinspect.training.common import (
+    MODEL_SUBDIR,
     adam,
+    ddp_summary,
     finalize_model,
     phase_budgets,
     prepare_training_data,
@@ -71,8 +79,17 @@ class Phase1Step:
         self.net, self.opt, self.cfg, self.perceptual, self.device = net, opt, config, perceptual, device
         self.w = config.rbae.loss
         self.channels_last = config.train.channels_last
+        self.sync = DDPForward([net.encoder, net.decoder])  # plain call in one process
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, float]:
+        loss, out = self.sync(self.losses, batch)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        out["loss"] = loss.item()
+        return out
+
+    def losses(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
         b = to_device(batch, self.device, self.channels_last)
         io, iad, mask = b["image"], b["defect"], b["mask"]
         use_pd = self.cfg.rbae.use_pixel_dis and self.w.pixel_dis > 0
@@ -91,11 +108,7 @@ class Phase1Step:
             l_pd = pixel_discrimination_loss(f_o, [f[n:] for f in feats], mask)
             loss = loss + self.w.pixel_dis * l_pd
             out["pixel_dis"] = l_pd.item()
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
-        out["loss"] = loss.item()
-        return out
+        return loss, out
 
 
 class Phase2Step:
@@ -105,8 +118,17 @@ class Phase2Step:
         self.net, self.opt, self.cfg, self.perceptual, self.device = net, opt, config, perceptual, device
         self.w = config.rbae.loss
         self.channels_last = config.train.channels_last
+        self.sync = DDPForward([net.rbams, net.decoder, net.msfdm])
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, float]:
+        loss, out = self.sync(self.losses, batch)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        out["loss"] = loss.item()
+        return out
+
+    def losses(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
         b = to_device(batch, self.device, self.channels_last)
         io, iad, mask = b["image"], b["defect"], b["mask"]
         n = io.shape[0]
@@ -142,11 +164,7 @@ class Phase2Step:
             l_seg = torch.stack(seg).mean()  # eq. (10)
             loss = loss + self.w.seg * l_seg
             out["seg"] = l_seg.item()
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
-        out["loss"] = loss.item()
-        return out
+        return loss, out
 
 
 def _phase2_params(net: RBAENet) -> list[torch.nn.Parameter]:
@@ -157,12 +175,20 @@ def _phase2_params(net: RBAENet) -> list[torch.nn.Parameter]:
 
 
 def train(config: Config, out_dir: str | Path, resume: bool = True) -> Path:
-    """Run both phases (resuming from ``out_dir/checkpoints``) and write ``out_dir/model``."""
-    out = Path(out_dir)
+    """Run both phases (resuming from ``out_dir/checkpoints``) and write ``out_dir/model``.
+
+    In a DDP job (``WORLD_SIZE`` > 1) every rank calls this; all return ``out_dir/model``, which
+    rank 0 alone writes.
+    """
+    with session(config.device) as ctx:
+        return _train(config, Path(out_dir), resume, ctx)
+
+
+def _train(config: Config, out: Path, resume: bool, ctx: DistContext) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     seed_everything(config.seed)
-    device = resolve_device(config.device)
+    device = ctx.device
     size = train_size(config)
     perceptual, perceptual_desc = build_perceptual(config.rbae.perceptual, config.rbae.vgg_weights)
     if perceptual is not None:
@@ -240,7 +266,9 @@ def train(config: Config, out_dir: str | Path, resume: bool = True) -> Path:
         progress=tc.progress,
     )
 
-    # ---------------- validation on synthetic defects, calibration, artifact
+    # ---------------- validation on synthetic defects, calibration, artifact (rank 0)
+    if not is_main_process():
+        return out / MODEL_SUBDIR
     net.eval()
     synth_val = SyntheticDefectDataset(
         _head(data.val, SYNTHETIC_VAL_IMAGES), data.synthetic.synthesizer, seed=config.seed + 7919
@@ -285,6 +313,7 @@ def train(config: Config, out_dir: str | Path, resume: bool = True) -> Path:
         "history": {"phase1": r1.history, "phase2": r2.history},
         "wall_seconds": round(time.perf_counter() - t_start, 1),
         "parameters": sum(p.numel() for p in net.parameters()),
+        "distributed": ddp_summary(ctx, tc.batch_size, [r1, r2]),
         **extra,
     }
     write_summary(out, summary)

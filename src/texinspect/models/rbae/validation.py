@@ -13,7 +13,6 @@ from sklearn.metrics import roc_auc_score
 from torch.utils.data import DataLoader, Dataset
 
 from texinspect.models.base import Detector
-from texinspect.scoring import image_scores
 
 
 @torch.no_grad()
@@ -36,8 +35,9 @@ def synthetic_auroc(
     scores, labels, maps_all, masks_all = [], [], [], []
     try:
         for batch in DataLoader(synthetic, batch_size=batch_size, shuffle=False):
-            maps = detector.anomaly_map(batch["defect"].to(device)).float()
-            scores.append(image_scores(maps, score_smoothing).cpu().numpy())
+            images = batch["defect"].to(device)
+            maps = detector.anomaly_map(images).float()
+            scores.append(detector.image_score(images, maps, score_smoothing).float().cpu().numpy())
             labels.append(batch["has_defect"].numpy())
             maps_all.append(maps.cpu().numpy().ravel())
             masks_all.append(batch["mask"][:, 0].numpy().ravel())
