@@ -58,7 +58,7 @@ def test_quality_runs_rows_end_to_end(bench_data: Path, tmp_path: Path) -> None:
     derived = yaml.safe_load((out / "fmrnet_gms" / "seed0" / "model" / "model.yaml").read_text())
     base = yaml.safe_load((out / "fmrnet" / "seed0" / "model" / "model.yaml").read_text())
     assert derived["config"]["fmrnet"]["modalities"] == ["gms"] and base["config"]["fmrnet"]["modalities"] == ["gms", "ssim", "residual"]
-    assert derived["threshold"] != base["threshold"]
+    assert derived["pixel_threshold"] != base["pixel_threshold"]  # the image score is the patch rule in both
     runs = pd.read_csv(results / "quality_runs.csv")
     fmr_steps = json.loads((out / "fmrnet" / "seed0" / "train_summary.json").read_text())
     assert runs.set_index("row").at["fmrnet_gms", "steps"] == sum(p["steps"] for p in fmr_steps["phases"].values())
@@ -68,3 +68,29 @@ def test_quality_runs_rows_end_to_end(bench_data: Path, tmp_path: Path) -> None:
     md = (results / "quality.md").read_text()
     assert "| row |" in md and "aessim" in md and "torch threads" in md
     assert not (out / "aessim" / "seed0" / "checkpoints").exists()  # only what later scripts need is kept
+
+
+def test_merge_and_rescore_reuse_trained_runs(bench_data: Path, tmp_path: Path) -> None:
+    """`quality.py --merge` rebuilds the table from run CSVs; `rescore.py` re-scores without training."""
+    out, results = tmp_path / "runs", tmp_path / "results"
+    argv = ["--rows", "fmrnet", "--seeds", "0", "--minutes", "0.02", "--data", str(bench_data),
+            "--out", str(out), "--results", str(results), *SMOKE]
+    assert quality.main(argv) == 0
+    runs_csv = results / "quality_runs.csv"
+    first = pd.read_csv(results / "quality.csv", index_col="row")
+
+    merged = tmp_path / "merged"
+    assert quality.main(["--merge", str(runs_csv), "--results", str(merged)]) == 0
+    again = pd.read_csv(merged / "quality.csv", index_col="row")
+    assert again.at["fmrnet", "image_auroc"] == pytest.approx(first.at["fmrnet", "image_auroc"])
+
+    rescore = load_script("rescore")
+    rescored = tmp_path / "rescored"
+    argv = ["--runs-csv", str(runs_csv), "--out", str(out), "--rows", "fmrnet", "--set", "fmrnet.image_score=map",
+            "--data", str(bench_data), "--results", str(rescored), "--threads", "1"]
+    assert rescore.main(argv) == 0
+    card = yaml.safe_load((out / "fmrnet" / "seed0" / "rescored_model" / "model.yaml").read_text())
+    assert card["score_rule"] == "max_of_gaussian_smoothed_map" and card["config"]["fmrnet"]["image_score"] == "map"
+    table = pd.read_csv(rescored / "quality.csv", index_col="row")
+    assert 0.0 <= table.at["fmrnet", "image_auroc"] <= 1.0
+    assert table.at["fmrnet", "steps"] == first.at["fmrnet", "steps"]  # training columns carried over

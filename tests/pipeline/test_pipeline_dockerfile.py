@@ -121,4 +121,4 @@ def test_image_serves_what_components_and_manifests_expect() -> None:
     # the image tag the compiled pipeline names is the one the CPU overlay deploys
     overlay = yaml.safe_load((REPO / "k8s" / "overlays" / "cpu" / "kustomization.yaml").read_text())
     (image,) = overlay["images"]
-    assert f"{image['newName']}:{image['newTag']}" == DEFAULT_IMAGE
+    assert f"{image.get('newName', image['name'])}:{image['newTag']}" == DEFAULT_IMAGE
