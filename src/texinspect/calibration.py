@@ -82,12 +82,12 @@ def calibrate(
                 images = batch["image"].to(device)
                 label = batch.get("label")
                 label = torch.zeros(images.shape[0], dtype=torch.long) if label is None else torch.as_tensor(label)
-                maps = detector.anomaly_map(images).float()
+                maps, image_scores = detector.score(images, eval_cfg.score_smoothing)
                 if maps.dim() != 3 or maps.shape[0] != images.shape[0]:
                     raise ValueError(f"{type(detector).__name__}.anomaly_map returned shape {tuple(maps.shape)}, expected (B, H, W)")
                 is_defect = (label == 1).to(maps.device)
                 pixels.update(maps[~is_defect])
-                scores.append(detector.image_score(images, maps, eval_cfg.score_smoothing).float().cpu().numpy())
+                scores.append(image_scores.float().cpu().numpy())
                 labels.append(is_defect.cpu().numpy())
     finally:
         detector.train(was_training)

@@ -105,6 +105,5 @@ def iter_predictions(
 @torch.inference_mode()
 def score_images(detector: Detector, card: ModelCard, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """Anomaly maps and image scores for a preprocessed batch (B,C,H,W) in [0,1]."""
-    maps = detector.anomaly_map(images).float()
-    scores = detector.image_score(images, maps, card.score_smoothing)
+    maps, scores = detector.score(images, card.score_smoothing)
     return maps.cpu().numpy(), scores.float().cpu().numpy()

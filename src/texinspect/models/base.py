@@ -45,3 +45,12 @@ class Detector(nn.Module):
         overrides it once and thresholds stay consistent.
         """
         return image_scores(maps, smoothing)
+
+    def score(self, images: torch.Tensor, smoothing: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """(anomaly maps (B, H, W) float, image scores (B,)): what predict and calibration need.
+
+        A family whose image score reuses work of its map (FMR-Net's window codes) overrides this
+        so that the work is done once.
+        """
+        maps = self.anomaly_map(images).float()
+        return maps, self.image_score(images, maps, smoothing)

@@ -43,6 +43,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim import Optimizer
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from texinspect.devices import resolve_device
@@ -247,6 +248,20 @@ class DDPForward:
 
     def __call__(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return self.module(fn, *args, **kwargs)
+
+    def optimize(
+        self, fn: Callable[..., tuple[torch.Tensor, dict[str, float]]], optimizer: Optimizer, *args: Any
+    ) -> dict[str, float]:
+        """One optimiser step on ``fn(*args) -> (loss, info)``; returns ``info`` plus ``loss``.
+
+        The step every trainer takes: loss inside the (DDP) forward, then zero_grad, backward, step.
+        """
+        loss, info = self(fn, *args)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        info["loss"] = float(loss.detach())
+        return info
 
 
 def _broadcast_tensors(tensors: Iterable[torch.Tensor]) -> None:

@@ -164,6 +164,8 @@ def test_image_score_is_the_largest_patch_memory_distance(trained, sample_root: 
     expected = detector.patch_scores(images).flatten(1).amax(dim=1)
     np_expected = expected.numpy()
     assert scores.shape == (3,) and (abs(scores - np_expected) < 1e-6).all()
+    # one encoder pass gives both: the map is anomaly_map's
+    assert (abs(maps - detector.anomaly_map(images).numpy()) < 1e-6).all()
     # calibration's k-sigma threshold is over the same rule's scores of normal images
     normals = ImageDataset([r for r in records_for_prediction(sample_root) if r.label == 0], 64, 3)
     stats = calibrate(detector, normals, cfg.eval, "cpu")

@@ -171,6 +171,16 @@ class FMRNet(Detector):
             return self.patch_scores(images).flatten(1).amax(dim=1)
         return super().image_score(images, maps, smoothing)
 
+    @torch.no_grad()
+    def score(self, images: torch.Tensor, smoothing: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Map and image score from one encoder pass (the patch rule reuses the window codes)."""
+        if self.image_score_rule != PATCH_SCORE_RULE:
+            return super().score(images, smoothing)
+        recs, grid_scores = self._reconstruct(images, distances=True)
+        maps = multimodal_map(images, recs, self.cfg.modalities, self.cfg.median_filter).float()
+        assert grid_scores is not None
+        return maps, grid_scores.flatten(1).amax(dim=1)
+
     # ------------------------------------------------------------------ patch network
 
     def encode(self, patches: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
@@ -231,10 +241,22 @@ class FMRNet(Detector):
 
     def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
         """Full-size reconstruction: every patch through the network, overlaps averaged."""
+        return self._reconstruct(images, distances=False)[0]
+
+    def _reconstruct(self, images: torch.Tensor, distances: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Reconstruction and, with ``distances``, the window scores of :meth:`patch_scores` from
+        the same encoder pass."""
         self._check_images(images)
         patches, grid = extract_patches(images, self.cfg.patch_size, self.cfg.patch_stride)
-        recs = torch.cat([self.reconstruct_patches(c) for c in self._chunks(patches)])
-        return stitch(recs, grid)[0]
+        recs, dists = [], []
+        for chunk in self._chunks(patches):
+            feats, z = self.encode(chunk)
+            code = self.address(z)[1] if self.uses_memory else z
+            recs.append(self.decode(feats, code))
+            if distances:
+                dists.append(nearest_entry_distance(z, self.memory))
+        full = stitch(torch.cat(recs), grid)[0]
+        return full, patch_grid_values(torch.cat(dists), grid) if distances else None
 
     @torch.no_grad()
     def anomaly_map(self, images: torch.Tensor) -> torch.Tensor:

@@ -181,12 +181,7 @@ class Phase1Step:
         self.sync = DDPForward([*self.gen_modules, classifier])
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, float]:
-        loss, info = self.sync(self.losses, batch)
-        self.opt_g.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt_g.step()
-        info["loss"] = float(loss.detach())
-        return info
+        return self.sync.optimize(self.losses, self.opt_g, batch)
 
     def losses(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
         """Eq. (15) and the D update in between; under DDP this runs inside the generator's forward."""
@@ -284,12 +279,7 @@ class Phase2Step:
         self.sync = DDPForward(self.gen_modules)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, float]:
-        loss, info = self.sync(self.losses, batch)
-        self.opt_g.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt_g.step()
-        info["loss"] = float(loss.detach())
-        return info
+        return self.sync.optimize(self.losses, self.opt_g, batch)
 
     def losses(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
         """Eq. (16) and the D update in between; under DDP this runs inside the generator's forward."""

@@ -82,12 +82,7 @@ class Phase1Step:
         self.sync = DDPForward([net.encoder, net.decoder])  # plain call in one process
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, float]:
-        loss, out = self.sync(self.losses, batch)
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
-        out["loss"] = loss.item()
-        return out
+        return self.sync.optimize(self.losses, self.opt, batch)
 
     def losses(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
         b = to_device(batch, self.device, self.channels_last)
@@ -121,12 +116,7 @@ class Phase2Step:
         self.sync = DDPForward([net.rbams, net.decoder, net.msfdm])
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, float]:
-        loss, out = self.sync(self.losses, batch)
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
-        out["loss"] = loss.item()
-        return out
+        return self.sync.optimize(self.losses, self.opt, batch)
 
     def losses(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
         b = to_device(batch, self.device, self.channels_last)
