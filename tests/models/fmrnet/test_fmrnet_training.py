@@ -177,3 +177,15 @@ def test_image_score_is_the_largest_patch_memory_distance(trained, sample_root: 
     assert detector.image_score_rule == MAP_SCORE_RULE
     m = torch.from_numpy(maps)
     assert torch.allclose(detector.image_score(images, m, 4.0), image_scores(m, 4.0))
+
+
+def test_too_large_memory_bank_is_refused_before_phase1(sample_root: Path, make_config, tmp_path: Path) -> None:
+    """k-means needs L codes: the run stops before spending phase 1's minutes, and says which key."""
+    cfg = make_config(sample_root, {"fmrnet.memory_size": 10_000})
+    out = tmp_path / "run"
+    with pytest.raises(ConfigError, match=r"fmrnet.memory_size=10000 needs .* window\(s\)"):
+        train(cfg, out)
+    assert not (out / "checkpoints").exists() or not any((out / "checkpoints").rglob("*.pt"))
+    capped = make_config(sample_root, {"fmrnet.memory_size": 12, "fmrnet.memory_max_codes": 10})
+    with pytest.raises(ConfigError, match="memory_max_codes=10 keeps 10"):
+        train(capped, tmp_path / "run2")
