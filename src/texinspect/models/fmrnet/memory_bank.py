@@ -27,7 +27,7 @@ from texinspect.config import Config
 from texinspect.devices import resolve_device
 from texinspect.errors import ConfigError, ModelError
 from texinspect.models.fmrnet.network import FMRNet
-from texinspect.models.fmrnet.patches import extract_patches
+from texinspect.models.fmrnet.patches import extract_patches, make_grid
 
 log = logging.getLogger(__name__)
 
@@ -123,14 +123,37 @@ def encode_normal_patches(
     return torch.cat(codes), total
 
 
+def _too_few_codes(size: int, found: str) -> ConfigError:
+    return ConfigError(
+        f"fmrnet.memory_size={size} needs at least that many normal training windows, but {found}: "
+        "lower fmrnet.memory_size (--set fmrnet.memory_size=N) or fmrnet.patch_stride, "
+        "raise fmrnet.memory_max_codes, or add training images"
+    )
+
+
+def check_memory_capacity(config: Config, n_images: int) -> None:
+    """Raise before training if ``n_images`` cannot give k-means the L codes it needs.
+
+    Phase 1 calls this first: finding out at the bank, after phase 1, would throw its minutes away.
+    """
+    cfg = config.fmrnet
+    size = config.data.image_size
+    windows = n_images * make_grid(1, size, size, cfg.patch_size, cfg.patch_stride).per_image
+    usable = windows if cfg.memory_max_codes <= 0 else min(windows, cfg.memory_max_codes)
+    if usable < cfg.memory_size:
+        capped = (
+            f" (fmrnet.memory_max_codes={cfg.memory_max_codes} keeps {usable})" if usable < windows else ""
+        )
+        raise _too_few_codes(
+            cfg.memory_size, f"{n_images} training image(s) of {size} px give {windows} window(s){capped}"
+        )
+
+
 def kmeans_bank(codes: torch.Tensor, size: int, seed: int, max_iter: int = 100) -> tuple[torch.Tensor, float]:
     """(size, D) k-means centroids of ``codes`` (scikit-learn) and the inertia."""
     n = codes.shape[0]
     if n < size:
-        raise ConfigError(
-            f"fmrnet.memory_size={size} needs at least that many normal patches, got {n} "
-            "(lower fmrnet.memory_size or fmrnet.patch_stride, or add training images)"
-        )
+        raise _too_few_codes(size, f"got {n}")
     km = KMeans(n_clusters=size, n_init=1, max_iter=max_iter, random_state=seed)
     km.fit(codes.double().numpy())
     return torch.from_numpy(km.cluster_centers_.astype(np.float32)), float(km.inertia_)

@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 from texinspect.config import Config
-from texinspect.errors import ConfigError, ModelError
+from texinspect.errors import ModelError
 from texinspect.models.fmrnet.cmfm import AuxiliaryClassifier, latent_loss
 from texinspect.models.fmrnet.losses import (
     discriminator_loss,
@@ -51,6 +51,7 @@ from texinspect.models.fmrnet.losses import (
 from texinspect.models.fmrnet.memory_bank import (
     MEMORY_FILE,
     build_memory_bank,
+    check_memory_capacity,
     load_memory_bank,
     memory_bank_matches,
 )
@@ -229,7 +230,7 @@ def train_phase1(
     seed_everything(config.seed)
     device = init_distributed(config.device).device  # cuda:LOCAL_RANK under DDP
     data = data or prepare_training_data(config)
-    check_memory_capacity(config, data)  # the bank built after this phase needs L windows
+    check_memory_capacity(config, len(data.train))  # the bank built after this phase needs L windows
     net, classifier, disc = _build_parts(config, device)
     gen = [*net.encoder_modules(), *net.decoder_modules(), *net.gfrm_modules()]
     if classifier is not None:
@@ -385,29 +386,6 @@ def calibrate_patch_threshold(
     thr = k_sigma_threshold(s, k)
     net.patch_threshold.fill_(thr)
     return {"patch_threshold": thr, "patch_score_mean": float(s.mean()), "patch_score_std": float(s.std())}
-
-
-def check_memory_capacity(config: Config, data: TrainData) -> int:
-    """Windows the memory-bank stage will encode; raises before phase 1 if fewer than L.
-
-    k-means needs at least ``fmrnet.memory_size`` codes; finding that out after phase 1 would
-    throw its minutes away.
-    """
-    from texinspect.models.fmrnet.patches import make_grid
-
-    cfg = config.fmrnet
-    size = config.data.image_size
-    windows = len(data.train) * make_grid(1, size, size, cfg.patch_size, cfg.patch_stride).per_image
-    usable = windows if cfg.memory_max_codes <= 0 else min(windows, cfg.memory_max_codes)
-    if usable < cfg.memory_size:
-        raise ConfigError(
-            f"fmrnet.memory_size={cfg.memory_size} needs at least that many normal training windows, but "
-            f"{len(data.train)} training image(s) of {size} px give {windows} window(s)"
-            + (f" (fmrnet.memory_max_codes={cfg.memory_max_codes} keeps {usable})" if usable < windows else "")
-            + ": lower fmrnet.memory_size (--set fmrnet.memory_size=N), raise fmrnet.memory_max_codes, "
-            "or add training images"
-        )
-    return usable
 
 
 def train(config: Config, out_dir: str | Path, resume: bool = True) -> Path:
