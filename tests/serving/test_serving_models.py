@@ -218,12 +218,15 @@ def test_edge_features_over_http_give_the_pixel_map(
     assert r.status_code == 400 and "input 'latent': shape must be [N, " in r.text
 
 
-def test_edge_split_follows_the_configured_skip_levels(tmp_path: Path) -> None:
-    """With GFRMs on other encoder layers the split still equals full inference (no training needed)."""
+@pytest.mark.parametrize("weighting", [[], ["fmrnet.patch_weight_power=2", "fmrnet.map_smoothing=4"]])
+def test_edge_split_follows_the_configured_skip_levels(tmp_path: Path, weighting: list[str]) -> None:
+    """With GFRMs on other encoder layers, and with the soft multilevel weighting of the pixel map,
+    the split still equals full inference (no training needed)."""
     from texinspect.models.artifact import ModelCard, save_detector
 
     torch.manual_seed(0)
-    config = load_config(REPO / "params.yaml", ["model=fmrnet", "fmrnet.gfrm_levels=[2, 4]"], profile="smoke")
+    overrides = ["model=fmrnet", "fmrnet.gfrm_levels=[2, 4]", *weighting]
+    config = load_config(REPO / "params.yaml", overrides, profile="smoke")
     det = family_module("fmrnet").build(config).eval()
     det.set_memory(torch.nn.functional.normalize(torch.randn_like(det.memory), dim=1))
     det.patch_threshold.fill_(0.5)

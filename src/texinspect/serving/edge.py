@@ -262,8 +262,8 @@ class CloudHalf:
 
     @torch.inference_mode()
     def anomaly_map(self, images: torch.Tensor, features: dict[str, torch.Tensor]) -> torch.Tensor:
-        from texinspect.models.fmrnet.inspection import multimodal_map
-        from texinspect.models.fmrnet.patches import make_grid, stitch
+        from texinspect.models.fmrnet.cmfm import nearest_entry_distance
+        from texinspect.models.fmrnet.patches import make_grid, patch_grid_values, stitch
 
         net: Any = self.net
         cfg = net.cfg
@@ -287,7 +287,10 @@ class CloudHalf:
             recs.append(net.decode(feats, code))
         grid = make_grid(b, h, w, cfg.patch_size, cfg.patch_stride)
         full = stitch(torch.cat(recs), grid)[0]
-        return multimodal_map(images, full, cfg.modalities, cfg.median_filter)
+        window_scores = (
+            patch_grid_values(nearest_entry_distance(z, net.memory), grid) if net.weights_by_windows else None
+        )
+        return net.pixel_map(images, full, window_scores)
 
 
 def cloud_half_for(detector: Detector, card: ModelCard, device: torch.device | str) -> CloudHalf | None:

@@ -10,7 +10,16 @@ import torch.nn.functional as F
 
 from texinspect.errors import ConfigError, ModelError
 from texinspect.models.fmrnet import build
-from texinspect.models.fmrnet.patches import crop, defect_corners, extract_patches, make_grid, stitch
+from texinspect.models.fmrnet.inspection import multimodal_map
+from texinspect.models.fmrnet.patches import (
+    crop,
+    defect_corners,
+    extract_patches,
+    make_grid,
+    stitch,
+    stitch_values,
+)
+from texinspect.scoring import gaussian_blur
 
 
 @pytest.mark.parametrize(
@@ -48,6 +57,27 @@ def test_stitching_averages_overlaps_of_different_patch_values() -> None:
     weights[0] = 1
     _, cover_sel = stitch(patches, grid, weights)
     assert float(cover_sel[0, 0, :32, :32].min()) == 1 and float(cover_sel[0, 0, 40:, 40:].max()) == 0
+
+
+def test_window_values_stitch_to_the_mean_of_the_covering_windows() -> None:
+    grid = make_grid(2, 64, 64, 32, 16)  # 3 x 3 windows per image
+    values = torch.arange(18, dtype=torch.float32)
+    out = stitch_values(values, grid)
+    assert out.shape == (2, 64, 64)
+    assert float(out[0, 0, 0]) == 0.0 and float(out[1, 63, 63]) == 17.0  # corners: one window each
+    assert float(out[0, 20, 20]) == pytest.approx((0 + 1 + 3 + 4) / 4)  # rows/cols 16-31: windows 0, 1, 3, 4
+    assert float(out[1, 40, 10]) == pytest.approx(9 + (3 + 6) / 2)  # rows 32-47 (windows 3, 6), cols 0-15 (column 0)
+
+
+@pytest.mark.parametrize(
+    ("b", "h", "w", "patch", "stride"), [(2, 256, 256, 64, 32), (1, 70, 45, 32, 16), (1, 100, 64, 64, 48), (2, 50, 90, 32, 32)]
+)
+def test_window_values_stitch_like_constant_windows(b: int, h: int, w: int, patch: int, stride: int) -> None:
+    """The coarse-cell path (stride divides the window) and the general one agree with stitch()."""
+    grid = make_grid(b, h, w, patch, stride)
+    values = torch.rand(b * grid.per_image)
+    windows = values.view(-1, 1, 1, 1).expand(-1, 1, patch, patch)
+    torch.testing.assert_close(stitch_values(values, grid), stitch(windows, grid)[0][:, 0])
 
 
 def test_grid_pads_to_whole_windows() -> None:
@@ -127,3 +157,39 @@ def test_patch_scores_need_a_memory_bank(tmp_path, make_config) -> None:
         net.patch_scores(torch.rand(1, 3, 32, 32))
     with pytest.raises(ValueError, match="expects images"):
         net.anomaly_map(torch.rand(1, 1, 32, 32))
+
+
+def test_pixel_map_weights_by_window_memory_distance_then_smooths(detector) -> None:
+    """Soft multilevel detection: map x (stitched window distance)^power, then a Gaussian blur; the
+    same map from anomaly_map, score and the multilevel path with every window flagged."""
+    torch.manual_seed(1)
+    images = torch.rand(2, 3, 64, 96)
+    plain = multimodal_map(images, detector.reconstruct(images), detector.cfg.modalities, detector.cfg.median_filter)
+    torch.testing.assert_close(detector.anomaly_map(images), plain)  # paper defaults: 0, 0
+    dist = stitch_values(detector.patch_scores(images).flatten(), make_grid(2, 64, 96, 32, 32))
+    detector.cfg.patch_weight_power = 2.0
+    weighted = detector.anomaly_map(images)
+    torch.testing.assert_close(weighted, plain * dist**2)
+    assert not torch.allclose(weighted, plain)
+    detector.cfg.map_smoothing = 3.0
+    smoothed = detector.anomaly_map(images)
+    torch.testing.assert_close(smoothed, gaussian_blur(plain * dist**2, 3.0))
+    torch.testing.assert_close(detector.score(images, 4.0)[0], smoothed)
+    torch.testing.assert_close(detector.multilevel_map(images, patch_threshold=-math.inf).maps, smoothed)
+    with pytest.raises(ModelError, match="window scores"):
+        detector.pixel_map(images, detector.reconstruct(images))
+
+
+def test_pixel_map_weighting_waits_for_the_memory_bank(tmp_path, make_config) -> None:
+    """Before the k-means bank exists (phase 1) there are no window distances: the map is unweighted."""
+    net = build(make_config(tmp_path, {"fmrnet.patch_weight_power": 2.0})).eval()
+    assert not net.weights_by_windows
+    images = torch.rand(1, 3, 64, 64)
+    plain = multimodal_map(images, net.reconstruct(images), net.cfg.modalities, net.cfg.median_filter)
+    torch.testing.assert_close(net.anomaly_map(images), plain)
+
+
+@pytest.mark.parametrize("key", ["patch_weight_power", "map_smoothing"])
+def test_negative_map_weighting_is_refused(tmp_path, make_config, key: str) -> None:
+    with pytest.raises(ConfigError, match=f"fmrnet.{key} must be >= 0"):
+        build(make_config(tmp_path, {f"fmrnet.{key}": -1.0}))

