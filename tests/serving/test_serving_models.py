@@ -239,8 +239,13 @@ def test_edge_split_follows_the_configured_skip_levels(tmp_path: Path, weighting
     batch = torch.rand(3, 3, SIZE, SIZE)
     result = edge.run(batch)
     cloud = CloudHalf(det, SIZE, "cpu")
-    split = cloud.anomaly_map(batch, {k: torch.from_numpy(v) for k, v in result.features.items()})
+    features = {k: torch.from_numpy(v) for k, v in result.features.items()}
+    split = cloud.anomaly_map(batch, features)
     np.testing.assert_allclose(split.numpy(), det.anomaly_map(batch).numpy(), atol=1e-6)
+    # the server computes the window scores once and hands them to the map: the same map
+    windows = cloud.window_scores(features)
+    np.testing.assert_allclose(windows.numpy(), det.patch_scores(batch).flatten(1).numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(cloud.anomaly_map(batch, features, windows).numpy(), split.numpy(), atol=1e-6)
     # FMR-Net's image score (largest window memory distance) from the uploaded codes alone
     scores = cloud.patch_image_scores({k: torch.from_numpy(v) for k, v in result.features.items()})
     expected = det.image_score(batch, split, card.score_smoothing)

@@ -249,20 +249,29 @@ class CloudHalf:
         self.feature_shapes = feature_shapes(detector, image_size)
 
     @torch.inference_mode()
-    def patch_image_scores(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
-        """(B,) largest window distance to the memory: FMR-Net's patch image-score rule, from the
-        uploaded latent codes (the cloud holds the same memory bank)."""
+    def window_scores(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(B, n) distance of every window's uploaded code to its nearest memory entry (the cloud
+        holds the same memory bank): the patch-level scores, computed once per request."""
         from texinspect.models.fmrnet.cmfm import nearest_entry_distance
 
         n = self.feature_shapes[LATENT][0]
         z = features[LATENT].to(self.device)
         b = z.numel() // (n * z.shape[-1])
-        dists = nearest_entry_distance(z.reshape(b * n, -1), self.net.memory)  # type: ignore[arg-type]
-        return dists.reshape(b, n).amax(dim=1)
+        return nearest_entry_distance(z.reshape(b * n, -1), self.net.memory).reshape(b, n)  # type: ignore[arg-type]
+
+    def patch_image_scores(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(B,) largest window distance to the memory: FMR-Net's patch image-score rule."""
+        return self.window_scores(features).amax(dim=1)
 
     @torch.inference_mode()
-    def anomaly_map(self, images: torch.Tensor, features: dict[str, torch.Tensor]) -> torch.Tensor:
-        from texinspect.models.fmrnet.cmfm import nearest_entry_distance
+    def anomaly_map(
+        self,
+        images: torch.Tensor,
+        features: dict[str, torch.Tensor],
+        window_scores: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The pixel map of full inference; ``window_scores`` (:meth:`window_scores`) are computed
+        here when the map is weighted by them and the caller has none."""
         from texinspect.models.fmrnet.patches import make_grid, patch_grid_values, stitch
 
         net: Any = self.net
@@ -287,10 +296,11 @@ class CloudHalf:
             recs.append(net.decode(feats, code))
         grid = make_grid(b, h, w, cfg.patch_size, cfg.patch_stride)
         full = stitch(torch.cat(recs), grid)[0]
-        window_scores = (
-            patch_grid_values(nearest_entry_distance(z, net.memory), grid) if net.weights_by_windows else None
-        )
-        return net.pixel_map(images, full, window_scores)
+        if not net.weights_by_windows:
+            return net.pixel_map(images, full)
+        if window_scores is None:
+            window_scores = self.window_scores(features)
+        return net.pixel_map(images, full, patch_grid_values(window_scores.flatten(), grid))
 
 
 def cloud_half_for(detector: Detector, card: ModelCard, device: torch.device | str) -> CloudHalf | None:

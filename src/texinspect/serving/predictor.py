@@ -186,8 +186,9 @@ class TexinspectModel(kserve.Model):
     def _run_features(self, images: torch.Tensor, features: dict[str, np.ndarray]) -> list[ImageResult]:
         assert self.edge is not None and self.engine is not None
         tensors = {k: torch.from_numpy(v) for k, v in features.items()}
-        maps = self.edge.anomaly_map(images, tensors)
-        scores = self.edge.patch_image_scores(tensors) if self.engine.card.score_rule != MAP_SCORE_RULE else None
+        windows = self.edge.window_scores(tensors)  # the patch image score and the map's weighting share them
+        maps = self.edge.anomaly_map(images, tensors, windows)
+        scores = windows.amax(dim=1) if self.engine.card.score_rule != MAP_SCORE_RULE else None
         return self.engine.run_maps(maps, scores)
 
     def _check_outputs_available(self, parsed: ParsedRequest) -> None:

@@ -58,7 +58,7 @@ class FMRNetConfig:
     image_score: Literal["patch", "map"] = "patch"
     # choice (soft multilevel detection, README): the pixel map is multiplied by the stitched window
     # memory distance to this power (0 = the paper's map alone), then Gaussian-blurred with sigma
-    # map_smoothing px (0 = none). The cpu profile sets both, measured on synthetic defects.
+    # map_smoothing px (0 = none). The cpu profile sets the power to 2, measured on synthetic defects.
     patch_weight_power: float = 0.0
     map_smoothing: float = 0.0
     # Table II ablations
