@@ -40,6 +40,9 @@ class FMRNetConfig:
     loss: FMRNetLossWeights = field(default_factory=FMRNetLossWeights)
     phase1_steps: int = 200_000  # paper's T1; train.max_steps_phase1 > 0 caps it
     phase2_steps: int = 100_000  # paper's T2; train.max_steps_phase2 > 0 caps it
+    # choice (restarts.py): phase 1 trained this many times on equal shares of its budget, the
+    # candidate whose patch path best finds synthetic defects on held-out normals kept (1 = paper)
+    phase1_restarts: int = 1
     # choice: how P+ relates to P0 in eq. (2). "shift": the same window moved by up to positive_shift px
     # (a contrastive positive view); "independent": anywhere in the same image (collapses the codes, see README)
     positive_pairing: Literal["shift", "independent"] = "shift"

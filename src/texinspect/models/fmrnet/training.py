@@ -57,6 +57,12 @@ from texinspect.models.fmrnet.memory_bank import (
 )
 from texinspect.models.fmrnet.network import Discriminator, FMRNet
 from texinspect.models.fmrnet.patches import crop, defect_corners, random_corners, shifted_corners
+from texinspect.models.fmrnet.restarts import (
+    read_selection,
+    restart_count,
+    select_phase1,
+    selection_done,
+)
 from texinspect.models.fmrnet.validation import synthetic_validation
 from texinspect.pipeline.distributed import DDPForward, barrier, init_distributed, is_main_process, session
 from texinspect.scoring import k_sigma_threshold
@@ -224,13 +230,42 @@ class Phase1Step:
 def train_phase1(
     config: Config, out_dir: str | Path, resume: bool = True, data: TrainData | None = None
 ) -> PhaseResult:
-    """Phase 1 of Algorithm 1; leaves ``checkpoints/phase1_end.pt``."""
+    """Phase 1 of Algorithm 1; leaves ``checkpoints/phase1_end.pt``.
+
+    With ``fmrnet.phase1_restarts`` > 1 the budget is shared by that many candidates and the best
+    by synthetic defects is promoted to ``phase1_end.pt`` (``restarts.py``).
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    seed_everything(config.seed)
     device = init_distributed(config.device).device  # cuda:LOCAL_RANK under DDP
     data = data or prepare_training_data(config)
     check_memory_capacity(config, len(data.train))  # the bank built after this phase needs L windows
+    seconds, _ = phase_budgets(config)
+    steps, _ = phase_steps(config)
+    if restart_count(config) > 1 and not (resume and selection_done(config, out)):
+
+        def run_candidate(
+            cand: Config, run_dir: Path, name: str, max_seconds: float, max_steps: int
+        ) -> PhaseResult:
+            return _run_phase1(cand, run_dir, name, resume, data, device, max_seconds, max_steps)
+
+        select_phase1(config, out, data, device, run_candidate, seconds, steps, resume=resume)
+        resume = True  # phase1_end.pt is the promoted candidate: the phase below returns it as done
+    return _run_phase1(config, out, PHASE1, resume, data, device, seconds, steps)
+
+
+def _run_phase1(
+    config: Config,
+    out: Path,
+    name: str,
+    resume: bool,
+    data: TrainData,
+    device: torch.device,
+    max_seconds: float,
+    max_steps: int,
+) -> PhaseResult:
+    """Phase 1 under ``name`` into ``out/checkpoints`` (resumed when its checkpoints exist)."""
+    seed_everything(config.seed)
     net, classifier, disc = _build_parts(config, device)
     gen = [*net.encoder_modules(), *net.decoder_modules(), *net.gfrm_modules()]
     if classifier is not None:
@@ -241,17 +276,15 @@ def train_phase1(
     modules: dict[str, nn.Module] = {"generator": net, "discriminator": disc}
     if classifier is not None:
         modules["classifier"] = classifier
-    seconds, _ = phase_budgets(config)
-    steps, _ = phase_steps(config)
     return run_phase(
-        PHASE1,
+        name,
         step,
         infinite_batches(data.synthetic, config.train.batch_size, config.seed, config.data.num_workers),
         modules,
         {"g": opt_g, "d": opt_d},
         Checkpointer(phase_dir(out), enabled_resume=resume),
-        max_steps=steps,
-        max_seconds=seconds,
+        max_steps=max_steps,
+        max_seconds=max_seconds,
         checkpoint_every=config.train.checkpoint_every,
         log_every=config.train.log_every,
         progress=config.train.progress,
@@ -456,6 +489,7 @@ def _finish(
             for r in (p1, p2)
         },
         "memory_bank": {k: v for k, v in bank.items() if k != "memory"},
+        "phase1_restarts": read_selection(out) if restart_count(config) > 1 else None,
         "patch_threshold": patch_stats,
         "data": data.info,
         "model_dir": str(model_dir),

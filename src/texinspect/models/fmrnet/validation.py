@@ -8,6 +8,8 @@ and the benchmark can read it; real test labels are never involved.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
@@ -15,10 +17,28 @@ from torch.utils.data import Dataset
 
 from texinspect.config import Config
 from texinspect.models.base import Detector
+from texinspect.models.fmrnet.network import FMRNet
+from texinspect.models.fmrnet.patches import make_grid, stitch_values
 from texinspect.synthesis.dataset import SyntheticDefectDataset
 from texinspect.synthesis.synthesizer import DefectSynthesizer
 
 VALIDATION_SEED = 1_000_003  # a synthesis stream training never draws from
+
+# images -> (maps (B, H, W), image scores (B,))
+Scorer = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+def patch_path_scorer(net: FMRNet) -> Scorer:
+    """The patch path alone (encoder + memory, no decoder): each pixel gets the mean memory distance
+    of the windows covering it, each image its largest window distance (the ``patch`` image rule)."""
+
+    def score(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        windows = net.patch_scores(images)
+        b, _, h, w = images.shape
+        grid = make_grid(b, h, w, net.cfg.patch_size, net.cfg.patch_stride)
+        return stitch_values(windows.flatten(), grid), windows.flatten(1).amax(dim=1)
+
+    return score
 
 
 @torch.no_grad()
@@ -29,9 +49,16 @@ def synthetic_validation(
     config: Config,
     device: torch.device,
     batch_size: int = 8,
+    scorer: Scorer | None = None,
 ) -> dict[str, float]:
-    """Image and pixel AUROC of ``detector`` on ``normal`` vs the same images with synthetic defects."""
+    """Image and pixel AUROC of ``detector`` on ``normal`` vs the same images with synthetic defects.
+
+    ``scorer`` replaces ``detector.score`` (e.g. :func:`patch_path_scorer` for a phase-1 encoder);
+    the defects depend on ``config.seed`` only, so models scored with one config see the same ones.
+    """
     detector.eval()
+    score: Scorer = scorer or (lambda x: detector.score(x, config.eval.score_smoothing))
+
     synthetic = SyntheticDefectDataset(
         normal, synthesizer, seed=VALIDATION_SEED + config.seed, defect_probability=1.0
     )
@@ -42,8 +69,8 @@ def synthetic_validation(
         clean = torch.stack([it["image"] for it in items]).to(device)
         broken = torch.stack([it["defect"] for it in items]).to(device)
         masks = torch.stack([it["mask"][0] for it in items])
-        m_clean, s_clean = (t.float().cpu() for t in detector.score(clean, config.eval.score_smoothing))
-        m_broken, s_broken = (t.float().cpu() for t in detector.score(broken, config.eval.score_smoothing))
+        m_clean, s_clean = (t.float().cpu() for t in score(clean))
+        m_broken, s_broken = (t.float().cpu() for t in score(broken))
         normal_scores.append(s_clean)
         defect_scores.append(s_broken)
         pixel_scores += [m_clean.flatten(), m_broken.flatten()]

@@ -1,0 +1,218 @@
+"""Phase-1 restarts (a choice for short budgets): train phase 1 N times, keep the best encoder.
+
+At a CPU budget the spread between seeds is larger than any hyper-parameter effect measured
+(magnetic tile, three 15-minute models: image AUROC 0.55-0.69), and a weak seed is visible
+without labels: its window memory distances separate synthetic defects on the held-out normals
+poorly. With ``fmrnet.phase1_restarts = N > 1`` phase 1 is trained N times (seeds ``seed + 1000 i``,
+the same data split and synthetic defects), each on an equal share of what is left of phase 1's
+budget (steps or seconds). After each, a memory bank is built from its encoder (the memory-bank
+stage's own k-means, same seed) and its patch path (encoder + memory, no decoder) scores synthetic
+defects drawn on the held-out normals; the candidate with the best mean of image and pixel AUROC
+becomes ``checkpoints/phase1_end.pt``. The memory-bank stage and phase 2 then run as always, so
+the CLI, DVC and Kubeflow stages give the same model. Test labels are never read.
+
+Layout (resumable: a finished candidate is neither retrained nor rescored)::
+
+    OUT/phase1_restarts/r<i>/checkpoints/phase1_restart<i>_end.pt   candidate i's phase 1 (its
+                                                                    last.pt while it trains)
+    OUT/phase1_restarts/r<i>/memory_bank.pt                         its bank (selection only)
+    OUT/phase1_restarts/r<i>/record.json                            seed, steps, seconds, scores
+    OUT/phase1_restarts/selection.json                              all records and the winner
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from texinspect.config import Config
+from texinspect.errors import ConfigError
+from texinspect.models.fmrnet.memory_bank import (
+    MEMORY_FILE,
+    build_memory_bank,
+    load_encoder_source,
+    load_memory_bank,
+)
+from texinspect.models.fmrnet.validation import patch_path_scorer, synthetic_validation
+from texinspect.pipeline.distributed import barrier, is_main_process
+from texinspect.training.checkpoint import Checkpointer
+from texinspect.training.common import TrainData
+from texinspect.training.loop import PhaseResult, phase_dir
+
+log = logging.getLogger(__name__)
+
+RESTARTS_DIR = "phase1_restarts"
+SELECTION_FILE = "selection.json"
+RECORD_FILE = "record.json"
+SEED_STRIDE = 1000  # candidate i trains with seed + 1000 i (top-level seeds 0, 1, 2 never collide)
+
+# run_candidate(config, run_dir, phase_name, max_seconds, max_steps) -> the candidate's phase 1
+RunCandidate = Callable[[Config, Path, str, float, int], PhaseResult]
+
+
+def restart_count(config: Config) -> int:
+    n = config.fmrnet.phase1_restarts
+    if not isinstance(n, int) or n < 1:
+        raise ConfigError(f"fmrnet.phase1_restarts must be an integer >= 1 (1 = no restarts), got {n!r}")
+    return n
+
+
+def candidate_phase(index: int, phase: str = "phase1") -> str:
+    """The phase name candidate ``index`` trains under (its checkpoints and logged losses)."""
+    return f"{phase}_restart{index}"
+
+
+def candidate_budget(total_seconds: float, done: list[dict[str, Any]], remaining: int) -> float:
+    """Seconds of training for the next candidate: an equal share of what the finished candidates
+    left, less the selection time (bank + scoring) they took on average, so that all N candidates,
+    selection included, fit ``total_seconds``. 0 (no time limit) stays 0."""
+    if total_seconds <= 0:
+        return 0.0
+    spent = sum(r["train_seconds"] + r["selection_seconds"] for r in done)
+    overhead = statistics.fmean(r["selection_seconds"] for r in done) if done else 0.0
+    return max(1.0, (total_seconds - spent) / max(1, remaining) - overhead)
+
+
+def selection_score(record: dict[str, Any]) -> float:
+    """Mean of the patch path's synthetic image and pixel AUROC (a NaN pixel AUROC counts as 0.5)."""
+    pixel = record["synthetic_pixel_auroc"]
+    pixel = 0.5 if pixel != pixel else pixel
+    return 0.5 * (record["synthetic_image_auroc"] + pixel)
+
+
+def _read_record(run_dir: Path, steps_done: int | None) -> dict[str, Any] | None:
+    path = run_dir / RECORD_FILE
+    if not path.exists():
+        return None
+    record = json.loads(path.read_text())
+    return record if steps_done is None or record.get("steps") == steps_done else None
+
+
+def _end_step(checkpoint: Path) -> int | None:
+    if not checkpoint.exists():
+        return None
+    return int(torch.load(checkpoint, map_location="cpu", weights_only=True).get("step", -1))
+
+
+def score_candidate(
+    config: Config, run_dir: Path, phase: str, data: TrainData, device: torch.device
+) -> dict[str, float]:
+    """Bank from the candidate's encoder (k-means with ``config``'s seed), then the patch path's
+    synthetic-defect AUROC on the held-out normals (defects seeded by ``config``, the same for all)."""
+    checkpoint = Checkpointer(phase_dir(run_dir)).phase_end(phase)
+    bank_path = build_memory_bank(config, checkpoint, run_dir / MEMORY_FILE, images=data.train)
+    net, _ = load_encoder_source(config, checkpoint, device)
+    net.set_memory(load_memory_bank(bank_path, config)["memory"])
+    return synthetic_validation(
+        net, data.val, data.synthetic.synthesizer, config, device, scorer=patch_path_scorer(net)
+    )
+
+
+def promote(run_dir: Path, phase: str, out: Path, index: int, target_phase: str = "phase1") -> Path:
+    """Copy the winner's phase-end checkpoint to ``out/checkpoints/<target_phase>_end.pt``, renamed
+    to that phase, so the bank stage and phase 2 read it as any phase 1."""
+    src = Checkpointer(phase_dir(run_dir)).phase_end(phase)
+    dst = Checkpointer(phase_dir(out)).phase_end(target_phase)
+    payload = torch.load(src, map_location="cpu", weights_only=True)
+    payload["phase"] = target_phase
+    payload["restart"] = index
+    tmp = dst.with_name(dst.name + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(dst)
+    return dst
+
+
+def select_phase1(
+    config: Config,
+    out: Path,
+    data: TrainData,
+    device: torch.device,
+    run_candidate: RunCandidate,
+    total_seconds: float,
+    total_steps: int,
+    resume: bool = True,
+) -> dict[str, Any]:
+    """Train the N candidates (or reuse finished ones), score them, promote the best; returns the
+    selection (also written to ``OUT/phase1_restarts/selection.json``)."""
+    n = restart_count(config)
+    root = out / RESTARTS_DIR
+    records: list[dict[str, Any]] = []
+    for i in range(n):
+        run_dir = root / f"r{i}"
+        phase = candidate_phase(i)
+        cand = config.with_overrides({"seed": config.seed + SEED_STRIDE * i})
+        steps_done = _end_step(Checkpointer(phase_dir(run_dir)).phase_end(phase))  # None: not finished
+        record = _read_record(run_dir, steps_done) if resume and steps_done is not None else None
+        if record is None:
+            budget = candidate_budget(total_seconds, records, n - i)
+            result = run_candidate(cand, run_dir, phase, budget, max(1, total_steps // n))
+            t0 = time.perf_counter()
+            if is_main_process():  # one bank and one scoring; the other DDP ranks read the record
+                Checkpointer(phase_dir(run_dir)).last.unlink(missing_ok=True)  # a copy of the phase end
+                scores = score_candidate(config, run_dir, phase, data, device)
+                record = {
+                    "index": i,
+                    "seed": cand.seed,
+                    "steps": result.steps,
+                    "stopped_by": result.stopped_by,
+                    "train_seconds": result.seconds,
+                    "max_seconds": budget,
+                    "selection_seconds": time.perf_counter() - t0,
+                    **scores,
+                }
+                record["score"] = selection_score(record)
+                (run_dir / RECORD_FILE).write_text(json.dumps(record, indent=2))
+            barrier()
+            record = _read_record(run_dir, None)
+            assert record is not None
+        log.info(
+            "phase-1 restart %d/%d (seed %d, %d steps): synthetic image %.3f, pixel %.3f (patch path)",
+            i + 1,
+            n,
+            record["seed"],
+            record["steps"],
+            record["synthetic_image_auroc"],
+            record["synthetic_pixel_auroc"],
+        )
+        records.append(record)
+    best = max(range(n), key=lambda i: records[i]["score"])  # first of equals
+    selection = {
+        "restarts": n,
+        "chosen": best,
+        "rule": "max mean synthetic AUROC of the patch path",
+        "candidates": records,
+    }
+    if is_main_process():
+        promote(root / f"r{best}", candidate_phase(best), out, best)
+        (root / SELECTION_FILE).write_text(json.dumps(selection, indent=2))
+    barrier()
+    log.info("phase 1: restart %d of %d kept (score %.3f)", best, n, records[best]["score"])
+    return selection
+
+
+def selection_done(config: Config, out: Path) -> bool:
+    """Whether ``out`` holds a finished selection for ``config``'s restart count whose winner is
+    the promoted ``phase1_end.pt`` (then phase 1 is complete: ``--phase 2`` never retrains it,
+    even where the candidates' folders were not carried along)."""
+    selection = read_selection(out)
+    promoted = Checkpointer(phase_dir(out)).phase_end("phase1")
+    if selection is None or selection.get("restarts") != restart_count(config) or not promoted.exists():
+        return False
+    payload = torch.load(promoted, map_location="cpu", weights_only=True)
+    chosen = selection["chosen"]
+    return (
+        payload.get("restart") == chosen and payload.get("step") == selection["candidates"][chosen]["steps"]
+    )
+
+
+def read_selection(out: Path) -> dict[str, Any] | None:
+    """The selection of a run with restarts (for its summary), or None."""
+    path = out / RESTARTS_DIR / SELECTION_FILE
+    return json.loads(path.read_text()) if path.exists() else None
