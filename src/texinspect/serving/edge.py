@@ -248,6 +248,11 @@ class CloudHalf:
         self.device = torch.device(device)
         self.feature_shapes = feature_shapes(detector, image_size)
 
+    @property
+    def weights_by_windows(self) -> bool:
+        """Whether the pixel map needs the window scores (FMR-Net's soft multilevel weighting)."""
+        return bool(getattr(self.net, "weights_by_windows", False))
+
     @torch.inference_mode()
     def window_scores(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
         """(B, n) distance of every window's uploaded code to its nearest memory entry (the cloud
@@ -296,7 +301,7 @@ class CloudHalf:
             recs.append(net.decode(feats, code))
         grid = make_grid(b, h, w, cfg.patch_size, cfg.patch_stride)
         full = stitch(torch.cat(recs), grid)[0]
-        if not net.weights_by_windows:
+        if not self.weights_by_windows:
             return net.pixel_map(images, full)
         if window_scores is None:
             window_scores = self.window_scores(features)

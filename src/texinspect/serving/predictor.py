@@ -186,9 +186,11 @@ class TexinspectModel(kserve.Model):
     def _run_features(self, images: torch.Tensor, features: dict[str, np.ndarray]) -> list[ImageResult]:
         assert self.edge is not None and self.engine is not None
         tensors = {k: torch.from_numpy(v) for k, v in features.items()}
-        windows = self.edge.window_scores(tensors)  # the patch image score and the map's weighting share them
+        patch_rule = self.engine.card.score_rule != MAP_SCORE_RULE
+        # computed once where used: the patch image score and the map's weighting share them
+        windows = self.edge.window_scores(tensors) if patch_rule or self.edge.weights_by_windows else None
         maps = self.edge.anomaly_map(images, tensors, windows)
-        scores = windows.amax(dim=1) if self.engine.card.score_rule != MAP_SCORE_RULE else None
+        scores = windows.amax(dim=1) if windows is not None and patch_rule else None
         return self.engine.run_maps(maps, scores)
 
     def _check_outputs_available(self, parsed: ParsedRequest) -> None:

@@ -214,10 +214,14 @@ class FMRNet(Detector):
         if self.weights_by_windows:
             if window_scores is None:
                 raise ModelError("fmrnet.patch_weight_power > 0: the pixel map needs the window scores")
-            b, _, h, w = images.shape
-            grid = make_grid(b, h, w, self.cfg.patch_size, self.cfg.patch_stride)
-            maps = maps * stitch_values(window_scores.flatten().to(maps), grid).pow(self.cfg.patch_weight_power)
+            weights = self.stitch_window_scores(window_scores.to(maps), maps.shape[-2], maps.shape[-1])
+            maps = maps * weights.pow(self.cfg.patch_weight_power)
         return gaussian_blur(maps, self.cfg.map_smoothing)
+
+    def stitch_window_scores(self, window_scores: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        """(B, n_h, n_w) window scores -> (B, H, W): each pixel gets the mean over its windows."""
+        grid = make_grid(window_scores.shape[0], height, width, self.cfg.patch_size, self.cfg.patch_stride)
+        return stitch_values(window_scores.flatten(), grid)
 
     # ------------------------------------------------------------------ patch network
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import statistics
 import time
 from collections.abc import Callable
@@ -51,6 +52,7 @@ log = logging.getLogger(__name__)
 RESTARTS_DIR = "phase1_restarts"
 SELECTION_FILE = "selection.json"
 RECORD_FILE = "record.json"
+PHASE1 = "phase1"  # phase 1's name (training uses it); candidate i trains as phase1_restart<i>
 SEED_STRIDE = 1000  # candidate i trains with seed + 1000 i (top-level seeds 0, 1, 2 never collide)
 
 # run_candidate(config, run_dir, phase_name, max_seconds, max_steps) -> the candidate's phase 1
@@ -64,9 +66,9 @@ def restart_count(config: Config) -> int:
     return n
 
 
-def candidate_phase(index: int, phase: str = "phase1") -> str:
+def candidate_phase(index: int) -> str:
     """The phase name candidate ``index`` trains under (its checkpoints and logged losses)."""
-    return f"{phase}_restart{index}"
+    return f"{PHASE1}_restart{index}"
 
 
 def candidate_budget(total_seconds: float, done: list[dict[str, Any]], remaining: int) -> float:
@@ -83,7 +85,7 @@ def candidate_budget(total_seconds: float, done: list[dict[str, Any]], remaining
 def selection_score(record: dict[str, Any]) -> float:
     """Mean of the patch path's synthetic image and pixel AUROC (a NaN pixel AUROC counts as 0.5)."""
     pixel = record["synthetic_pixel_auroc"]
-    pixel = 0.5 if pixel != pixel else pixel
+    pixel = 0.5 if math.isnan(pixel) else pixel
     return 0.5 * (record["synthetic_image_auroc"] + pixel)
 
 
@@ -115,13 +117,13 @@ def score_candidate(
     )
 
 
-def promote(run_dir: Path, phase: str, out: Path, index: int, target_phase: str = "phase1") -> Path:
-    """Copy the winner's phase-end checkpoint to ``out/checkpoints/<target_phase>_end.pt``, renamed
-    to that phase, so the bank stage and phase 2 read it as any phase 1."""
+def promote(run_dir: Path, phase: str, out: Path, index: int) -> Path:
+    """Copy the winner's phase-end checkpoint to ``out/checkpoints/phase1_end.pt``, renamed to
+    phase 1, so the bank stage and phase 2 read it as any phase 1."""
     src = Checkpointer(phase_dir(run_dir)).phase_end(phase)
-    dst = Checkpointer(phase_dir(out)).phase_end(target_phase)
+    dst = Checkpointer(phase_dir(out)).phase_end(PHASE1)
     payload = torch.load(src, map_location="cpu", weights_only=True)
-    payload["phase"] = target_phase
+    payload["phase"] = PHASE1
     payload["restart"] = index
     tmp = dst.with_name(dst.name + ".tmp")
     torch.save(payload, tmp)
@@ -202,7 +204,7 @@ def selection_done(config: Config, out: Path) -> bool:
     the promoted ``phase1_end.pt`` (then phase 1 is complete: ``--phase 2`` never retrains it,
     even where the candidates' folders were not carried along)."""
     selection = read_selection(out)
-    promoted = Checkpointer(phase_dir(out)).phase_end("phase1")
+    promoted = Checkpointer(phase_dir(out)).phase_end(PHASE1)
     if selection is None or selection.get("restarts") != restart_count(config) or not promoted.exists():
         return False
     payload = torch.load(promoted, map_location="cpu", weights_only=True)

@@ -58,6 +58,7 @@ from texinspect.models.fmrnet.memory_bank import (
 from texinspect.models.fmrnet.network import Discriminator, FMRNet
 from texinspect.models.fmrnet.patches import crop, defect_corners, random_corners, shifted_corners
 from texinspect.models.fmrnet.restarts import (
+    PHASE1,
     read_selection,
     restart_count,
     select_phase1,
@@ -80,7 +81,6 @@ from texinspect.training.loop import PhaseResult, infinite_batches, phase_dir, r
 
 log = logging.getLogger(__name__)
 
-PHASE1 = "phase1"
 PHASE2 = "phase2"
 
 

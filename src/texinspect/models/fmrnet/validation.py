@@ -18,7 +18,6 @@ from torch.utils.data import Dataset
 from texinspect.config import Config
 from texinspect.models.base import Detector
 from texinspect.models.fmrnet.network import FMRNet
-from texinspect.models.fmrnet.patches import make_grid, stitch_values
 from texinspect.synthesis.dataset import SyntheticDefectDataset
 from texinspect.synthesis.synthesizer import DefectSynthesizer
 
@@ -34,9 +33,8 @@ def patch_path_scorer(net: FMRNet) -> Scorer:
 
     def score(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         windows = net.patch_scores(images)
-        b, _, h, w = images.shape
-        grid = make_grid(b, h, w, net.cfg.patch_size, net.cfg.patch_stride)
-        return stitch_values(windows.flatten(), grid), windows.flatten(1).amax(dim=1)
+        maps = net.stitch_window_scores(windows, images.shape[-2], images.shape[-1])
+        return maps, windows.flatten(1).amax(dim=1)
 
     return score
 
