@@ -11,7 +11,16 @@ Rows of three kinds:
 - derived: ``derive_from`` names a trained row whose model is re-used with inference-only
   overrides (FMR-Net's single modalities), thresholds re-calibrated on the same held-out normals;
 - peer: ``family == "draem"``: anomalib's DRAEM, trained and run by ``benchmarks/peers/draem_peer.py``
-  inside ``benchmarks/peers/.venv`` (``bash benchmarks/peers/setup.sh``).
+  inside ``benchmarks/peers/.venv`` (``bash benchmarks/peers/setup.sh``);
+- reference: ``family == "reference"``: the outside DRAEM-lite yardstick
+  (``../shared/reference/draem_lite/draem_lite.py``, not part of the project), trained and run as
+  a subprocess with the repository's own ``.venv`` python, same seed, ``--reference-steps`` (or
+  the wall-clock budget). It writes ``scores.csv`` + ``maps/`` only (no ``prediction.json``), so
+  ``evaluate`` derives its thresholds from the test split (``threshold_source``).
+
+Budgets: ``RunSettings.minutes`` (``train.max_minutes``) or, reproducible on any machine, step
+budgets ``steps_phase1`` / ``steps_phase2`` (``train.max_steps_phase1/2`` with
+``train.max_minutes=0``) for texinspect rows and ``reference_steps`` for the reference row.
 """
 
 from __future__ import annotations
@@ -54,6 +63,10 @@ PEERS = REPO / "benchmarks" / "peers"
 PEER_PYTHON = PEERS / ".venv" / "bin" / "python"
 PEER_SCRIPT = PEERS / "draem_peer.py"
 PEER_FAMILY = "draem"
+REFERENCE_FAMILY = "reference"
+REFERENCE_SCRIPT = REPO.parent / "shared" / "reference" / "draem_lite" / "draem_lite.py"
+REFERENCE_PYTHON = REPO / ".venv" / "bin" / "python"
+REFERENCE_BATCH = 8  # draem_lite's own default batch size (not passed, reported for images/s)
 DEFAULT_DATA = "../shared/datasets/magnetic_tile"
 
 # Metric columns every quality table shows (image P/R/F1 at the k-sigma image threshold, pixel
@@ -85,6 +98,10 @@ class Row:
     def is_peer(self) -> bool:
         return self.family == PEER_FAMILY
 
+    @property
+    def is_reference(self) -> bool:
+        return self.family == REFERENCE_FAMILY
+
 
 ROWS: dict[str, Row] = {
     row.name: row
@@ -104,6 +121,7 @@ ROWS: dict[str, Row] = {
         Row("fmrnet_residual", "fmrnet", ("fmrnet.modalities=[residual]",), "fmrnet", "Table III: residual only"),
         Row("aessim", "aessim", note="plain autoencoder, map 1 - SSIM (Bergmann et al. 2018)"),
         Row("draem", PEER_FAMILY, note="anomalib DRAEM (peer, own venv)"),
+        Row("reference", REFERENCE_FAMILY, note="DRAEM-lite reference (outside tool, subprocess)"),
     ]
 }
 MAIN_ROWS = ["rbae", "fmrnet", "aessim", "draem"]  # one per model, for speed and robustness
@@ -150,6 +168,23 @@ class RunSettings:
     overrides: list[str] = field(default_factory=list)  # applied to every row, after the row's own
     device: str = "auto"
     threads: int = 2
+    steps_phase1: int | None = None  # step budgets (texinspect rows): set both, max_minutes becomes 0
+    steps_phase2: int | None = None
+    reference_steps: int | None = None  # the reference row's --steps (None: --minutes)
+    reference_size: int | None = None  # the reference row's --size (None: its own default, 128)
+
+    @property
+    def step_budget(self) -> bool:
+        return self.steps_phase1 is not None or self.steps_phase2 is not None
+
+
+def surface_name(data: str | Path) -> str:
+    """A dataset's short name for tables: the path below ``datasets/`` (``elpv/mono``), else its folder name."""
+    parts = Path(os.path.normpath(os.fspath(data))).parts
+    if "datasets" in parts[:-1]:
+        last = len(parts) - 1 - parts[::-1].index("datasets")
+        return "/".join(parts[last + 1 :])
+    return parts[-1] if parts else str(data)
 
 
 def row_config(row: Row, settings: RunSettings, seed: int) -> Config:
@@ -166,6 +201,11 @@ def row_config(row: Row, settings: RunSettings, seed: int) -> Config:
         overrides.insert(0, f"model={row.family}")
     if settings.image_size:
         overrides.append(f"data.image_size={settings.image_size}")
+    if settings.step_budget:
+        overrides.append("train.max_minutes=0")
+        for phase, steps in ((1, settings.steps_phase1), (2, settings.steps_phase2)):
+            if steps is not None:
+                overrides.append(f"train.max_steps_phase{phase}={steps}")
     return load_config(settings.config_path, [*overrides, *row.overrides, *settings.overrides], settings.profile)
 
 
@@ -235,6 +275,8 @@ def train_row(row: Row, config: Config, run_dir: Path, settings: RunSettings, ba
             raise ModelError(f"row {row.name} derives from {row.derive_from}, which was not trained first")
         model_dir = derive_model(base.model_dir, list(row.overrides), run_dir / "model", config)
         return Trained(row, config.seed, model_dir, run_dir, base.wall_s, base.steps, base.phases)  # no own synthetic AUROC
+    if row.is_reference:
+        return train_reference(row, config, run_dir, settings, t0)
     if row.is_peer:
         run_peer(
             [
@@ -258,6 +300,21 @@ def train_row(row: Row, config: Config, run_dir: Path, settings: RunSettings, ba
     wall = time.perf_counter() - t0
     steps, phases = read_train_summary(run_dir, config.train.batch_size)
     return Trained(row, config.seed, Path(model_dir), run_dir, wall, steps, phases, synthetic_scores(run_dir))
+
+
+def train_reference(row: Row, config: Config, run_dir: Path, settings: RunSettings, t0: float) -> Trained:
+    """Train the outside reference (draem_lite.py) into ``run_dir/ckpt.pt``; steps from the checkpoint."""
+    ckpt = run_dir / "ckpt.pt"
+    steps = settings.reference_steps
+    run_reference(
+        reference_train_command(
+            config.data.root, ckpt, config.seed, settings.threads, steps, config.train.max_minutes, settings.reference_size
+        )
+    )
+    wall = time.perf_counter() - t0
+    done = int(torch.load(ckpt, map_location="cpu", weights_only=True).get("steps", 0))
+    phase = {"steps": done, "seconds": wall, "images_per_s": done * REFERENCE_BATCH / wall if wall > 0 else float("nan")}
+    return Trained(row, config.seed, ckpt, run_dir, wall, done, {"joint": phase})
 
 
 def derive_model(base_model_dir: Path, overrides: list[str], target: Path, config: Config) -> Path:
@@ -296,6 +353,8 @@ def predict_row(trained: Trained | Row, model_dir: Path, data: str | Path, pred_
         shutil.rmtree(pred_dir)
     if row.is_peer:
         run_peer(["predict", "--model", str(model_dir), "--data", str(data), "--out", str(pred_dir), "--device", device])
+    elif row.is_reference:
+        run_reference(reference_predict_command(model_dir, data, pred_dir, torch.get_num_threads()))
     else:
         predict(model_dir, data, pred_dir, device=device)
 
@@ -330,6 +389,47 @@ def run_peer(args: list[str], capture: bool = False) -> str:
     if done.returncode != 0:
         raise ModelError(f"DRAEM peer failed (exit {done.returncode}): {' '.join(args[:1])}; see its log above")
     return done.stdout or ""
+
+
+# --------------------------------------------------------------------------- the reference (outside tool)
+
+
+def reference_python() -> str:
+    """The repository's own ``.venv`` python (the one running this script where that is absent)."""
+    return str(REFERENCE_PYTHON) if REFERENCE_PYTHON.exists() else sys.executable
+
+
+def reference_train_command(
+    data: str | Path, ckpt: Path, seed: int, threads: int, steps: int | None, minutes: float, size: int | None = None
+) -> list[str]:
+    """``draem_lite.py train``: a step budget when ``steps`` is given, else the wall-clock one."""
+    budget = ["--steps", str(steps)] if steps else ["--minutes", f"{minutes:g}"]
+    if size:
+        budget += ["--size", str(size)]
+    if not steps and minutes <= 0:
+        raise ConfigError("the reference row needs --reference-steps or a wall-clock budget (--minutes > 0)")
+    return [
+        reference_python(), str(REFERENCE_SCRIPT), "train", "--data", str(data), "--out", str(ckpt),
+        *budget, "--seed", str(seed), "--threads", str(threads),
+    ]
+
+
+def reference_predict_command(ckpt: Path, data: str | Path, pred_dir: Path, threads: int) -> list[str]:
+    """``draem_lite.py predict``: writes ``scores.csv`` + ``maps/`` (no ``prediction.json``)."""
+    return [
+        reference_python(), str(REFERENCE_SCRIPT), "predict", "--ckpt", str(ckpt), "--data", str(data),
+        "--out", str(pred_dir), "--threads", str(threads),
+    ]
+
+
+def run_reference(cmd: list[str]) -> None:
+    """Run a draem_lite.py command as a subprocess from the repository root; ModelError on failure."""
+    if not REFERENCE_SCRIPT.is_file():
+        raise ModelError(f"{REFERENCE_SCRIPT}: reference detector not found (expected ../shared/reference/draem_lite)")
+    log.info("reference: %s", " ".join(cmd[1:]))
+    done = subprocess.run(cmd, cwd=REPO, text=True, check=False)
+    if done.returncode != 0:
+        raise ModelError(f"reference (draem_lite.py {cmd[2]}) failed (exit {done.returncode}); see its log above")
 
 
 # --------------------------------------------------------------------------- timing
@@ -396,9 +496,16 @@ def machine_info(threads: int | None = None) -> dict[str, Any]:
     }
 
 
-def median_table(runs: pd.DataFrame, columns: Sequence[str], by: str = "row") -> pd.DataFrame:
-    """Median over seeds of ``columns`` per ``by`` (order of first appearance) plus the seed count."""
+def median_table(runs: pd.DataFrame, columns: Sequence[str], by: str | Sequence[str] = "row") -> pd.DataFrame:
+    """Median over seeds of ``columns`` per ``by`` (order of first appearance) plus the seed count.
+
+    NaN (a metric the data cannot give, e.g. pixel metrics without masks) is left out of a
+    median; a column that is NaN for every seed stays NaN ("n/a" in the printed tables).
+    """
     cols = [c for c in columns if c in runs.columns]
+    runs = runs.copy()
+    for col in cols:  # None (JSON null) -> NaN, so that all-missing columns stay numeric
+        runs[col] = pd.to_numeric(runs[col], errors="coerce")
     grouped = runs.groupby(by, sort=False)
     table = grouped[cols].median(numeric_only=True).reindex(columns=cols)
     table.insert(0, "seeds", grouped["seed"].count() if "seed" in runs.columns else 1)
@@ -430,7 +537,7 @@ def _meta_line(meta: dict[str, Any]) -> str:
 
 def print_table(title: str, table: pd.DataFrame) -> None:
     print(f"\n{title}")
-    print(table.to_string(float_format=lambda v: f"{v:.3f}", na_rep="-"))
+    print(table.to_string(float_format=lambda v: f"{v:.3f}", na_rep="n/a"))
 
 
 def setup_logging(verbose: bool = True) -> None:

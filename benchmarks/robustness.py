@@ -113,7 +113,8 @@ def noisy_copy(data: Path, p: float, target: Path, seed: int = NOISE_SEED) -> Pa
         with Image.open(rec.path) as im:
             arr = np.asarray(im.convert("RGB" if im.mode not in ("L", "RGB") else im.mode))
         Image.fromarray(speckle(arr, p, rng)).save(out)
-    (target / GROUND_TRUTH).symlink_to((data / GROUND_TRUTH).resolve(), target_is_directory=True)
+    if (data / GROUND_TRUTH).is_dir():  # datasets with image labels only have none
+        (target / GROUND_TRUTH).symlink_to((data / GROUND_TRUTH).resolve(), target_is_directory=True)
     return target
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -203,3 +204,50 @@ def test_cli_prints_the_metrics(setup: tuple[Path, Path, dict[str, np.ndarray]],
     assert "image AUROC" in out and "1.0000" in out
     assert "| crack |" in out
     assert not (pred / "overlays").exists()
+
+
+def test_outside_tool_folder_without_prediction_json(setup: tuple[Path, Path, dict[str, np.ndarray]]) -> None:
+    """scores.csv (path, score, label) + maps/ alone: thresholds unknown, derived from the test split."""
+    data, pred, _ = setup
+    (pred / "prediction.json").unlink()
+    table = pd.read_csv(pred / "scores.csv")[["path", "score", "label"]]  # what draem_lite writes
+    table.to_csv(pred / "scores.csv", index=False)
+    result = evaluate(pred, data, EvalConfig(k_sigma=2.0, overlays=0))
+    saved = json.loads((pred / "metrics.json").read_text())
+    assert saved["prediction_json"] is False and saved["family"] is None
+    assert saved["image_size"] == SIZE
+    assert saved["image_auroc"] == 1.0 and saved["pixel_auroc"] == 1.0
+    good = table.loc[table["label"] == 0, "score"].to_numpy()
+    assert saved["threshold_source"] == "k_sigma_test_good"
+    assert saved["threshold"] == pytest.approx(good.mean() + 2.0 * good.std(ddof=1))
+    assert saved["pixel_threshold_source"] == "k_sigma_test_good"
+    assert result["f1"] == pytest.approx(saved["f1"])
+    assert "no prediction.json" in evaluation_cli.format_summary(result)
+
+
+def test_dataset_without_ground_truth_gives_image_metrics_only(
+    setup: tuple[Path, Path, dict[str, np.ndarray]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, pred, _ = setup
+    shutil.rmtree(data / "ground_truth")  # image-level labels only, like ELPV
+    result = evaluate(pred, data, EvalConfig(overlays=1))
+    saved = json.loads((pred / "metrics.json").read_text())
+    assert saved["image_auroc"] == 1.0 and (saved["precision"], saved["recall"]) == (1.0, 1.0)
+    for key in ("pixel_auroc", "aupro", "pixel_precision", "pixel_recall", "pixel_f1", "n_defect_regions"):
+        assert saved[key] is None, key
+    assert "ground_truth" in saved["pixel_metrics_unavailable"]
+    table = pd.read_csv(pred / "per_type.csv").set_index("defect_type")
+    assert table["pixel_auroc"].isna().all() and table["aupro"].isna().all()
+    assert table.at["crack", "image_auroc"] == 1.0
+    assert "| crack | 2 | 1.000 | n/a | n/a |" in (pred / "per_type.md").read_text()
+    summary = evaluation_cli.format_summary(result)
+    assert "pixel metrics n/a: " in summary and "n/a" in summary.splitlines()[2]  # pixel AUROC line
+
+
+def test_ground_truth_folder_with_a_missing_mask_is_an_error(
+    setup: tuple[Path, Path, dict[str, np.ndarray]],
+) -> None:
+    data, pred, _ = setup
+    (data / "ground_truth" / "spot" / "000_mask.png").unlink()
+    with pytest.raises(DataError, match=r"test/spot/000\.png: defect image has no mask \(expected ground_truth/spot/000_mask\.png\)"):
+        evaluate(pred, data, EvalConfig(overlays=0))

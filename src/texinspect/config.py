@@ -83,6 +83,8 @@ class TrainConfig:
     max_minutes: float = 0.0  # 0: no wall-clock budget; >0 splits it between the phases
     phase1_fraction: float = 0.5  # share of max_minutes given to phase 1
     lr: float = 1e-4
+    lr_schedule: Literal["constant", "cosine"] = "constant"  # cosine: to 2 % over each phase (training/loop.py)
+    warmup_steps: int = 0  # linear warm-up at the start of each phase
     weight_decay: float = 1e-5
     checkpoint_every: int = 200  # steps between checkpoints (and one at each phase end)
     log_every: int = 20

@@ -1,7 +1,8 @@
 """``texinspect evaluate``: measure the files ``texinspect predict`` wrote against the ground truth.
 
-Reads ``PRED/scores.csv``, ``PRED/maps/<path>.npy`` and ``PRED/prediction.json`` plus the test
-split (images, masks) of the dataset, and writes into ``PRED``:
+Reads ``PRED/scores.csv`` (columns ``path``, ``score``; others ignored), ``PRED/maps/<path>.npy``
+and, when present, ``PRED/prediction.json`` plus the test split (images, masks) of the dataset,
+and writes into ``PRED``:
 
 ``metrics.json``   image AUROC, pixel AUROC, AUPRO, image precision/recall/F1 at the threshold,
                    pixel precision/recall/F1 at the pixel threshold (FMR-Net Table V), best F1,
@@ -14,6 +15,19 @@ split (images, masks) of the dataset, and writes into ``PRED``:
 Because only these files are read, every model family (and any outside tool that writes the same
 files) is measured by the same code. Images whose mask is empty still count at image level and
 add normal pixels at pixel level; AUPRO has no region to take from them.
+
+Without ``prediction.json`` (what an outside tool writes: ``scores.csv`` + ``maps/`` only) the
+model's thresholds are unknown: ``metrics.json`` says ``"prediction_json": false`` and
+``"family": null``, and the image and pixel thresholds fall back to the same rule as a
+``prediction.json`` with null thresholds: ``eval.threshold_rule`` over the test split itself
+(k-sigma over the good test images' scores / map pixels, or the best-F1 threshold), named by
+``threshold_source`` / ``pixel_threshold_source`` (``k_sigma_test_good``, ``best_f1_test``). P/R/F1
+at such a threshold has seen the test labels or test normals, so compare it only with rows
+scored the same way; AUROC and AUPRO need no threshold and are unaffected.
+
+A dataset without a ``ground_truth/`` folder (image-level labels only, e.g. ELPV) gets the image
+metrics; the pixel metrics (``pixel_auroc``, ``aupro``, ``pixel_precision/recall/f1``) are NaN
+(``null`` in metrics.json, ``n/a`` in printed tables) and ``pixel_metrics_unavailable`` says why.
 """
 
 from __future__ import annotations
@@ -71,9 +85,13 @@ class _Item:
 
 
 def read_prediction_meta(pred_dir: Path) -> dict[str, Any]:
+    """``prediction.json``, or ``{}`` when absent (an outside tool's folder: thresholds unknown)."""
     path = pred_dir / PREDICTION_FILE
+    if not path.exists():
+        log.info("%s: not found; thresholds unknown, derived from the test split (see threshold_source)", path)
+        return {}
     if not path.is_file():
-        raise DataError(f"{path}: not found (pass the folder `texinspect predict` wrote)")
+        raise DataError(f"{path}: not a file")
     try:
         meta = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
@@ -133,7 +151,10 @@ def _load_map(pred_dir: Path, rel: str, shape: tuple[int, int] | None) -> np.nda
 def load_items(pred_dir: Path, data_dir: Path, meta: dict[str, Any], table: pd.DataFrame) -> list[_Item]:
     """Join the test split of ``data_dir`` with the scores and maps of ``pred_dir``."""
     if not (data_dir / TEST).is_dir():
-        raise DataError(f"{data_dir / TEST}: folder not found (evaluation needs test/<type>/ and ground_truth/<type>/)")
+        raise DataError(
+            f"{data_dir / TEST}: folder not found (evaluation needs test/<type>/, and ground_truth/<type>/ for "
+            "pixel metrics)"
+        )
     records = scan_test(data_dir, require_masks=True)
     if not records:
         raise DataError(f"{data_dir / TEST}: no test images")
@@ -162,6 +183,21 @@ def load_items(pred_dir: Path, data_dir: Path, meta: dict[str, Any], table: pd.D
 
 
 # --------------------------------------------------------------------------- metrics
+
+
+NO_MASKS_REASON = "the dataset has no ground_truth/ folder: image-level labels only, no pixel masks"
+
+
+def pixel_metrics_unavailable(items: list[_Item]) -> str | None:
+    """Why pixel metrics cannot be measured on ``items``, or None when they can.
+
+    ``scan_test`` requires every defect image's mask once ``ground_truth/`` exists, so defect
+    images without any mask mean a dataset with image-level labels only.
+    """
+    defects = [it for it in items if it.label == 1]
+    if defects and all(it.record.mask_path is None for it in defects):
+        return NO_MASKS_REASON
+    return None
 
 
 def _guarded(name: str, fn: Callable[..., float], *args: Any, **kwargs: Any) -> float:
@@ -195,15 +231,24 @@ def _pixel_k_sigma(items: list[_Item], k: float) -> float:
     return float(flat.mean() + k * flat.std(ddof=1))
 
 
+def _pixel_metrics(items: list[_Item], fpr_limit: float) -> dict[str, float]:
+    """Pixel AUROC and AUPRO, NaN (not logged as a failure) when the dataset has no masks."""
+    if pixel_metrics_unavailable(items):
+        return {"pixel_auroc": math.nan, "aupro": math.nan}
+    masks = [it.mask for it in items]
+    maps = [it.amap for it in items]
+    return {
+        "pixel_auroc": _guarded("pixel AUROC", metrics.pixel_auroc, masks, maps),
+        "aupro": _guarded("AUPRO", metrics.aupro, masks, maps, fpr_limit=fpr_limit),
+    }
+
+
 def _image_metrics(items: list[_Item], threshold: float, fpr_limit: float) -> dict[str, float]:
     labels = np.array([it.label for it in items])
     scores = np.array([it.score for it in items])
-    masks = [it.mask for it in items]
-    maps = [it.amap for it in items]
     out = {
         "image_auroc": _guarded("image AUROC", metrics.image_auroc, labels, scores),
-        "pixel_auroc": _guarded("pixel AUROC", metrics.pixel_auroc, masks, maps),
-        "aupro": _guarded("AUPRO", metrics.aupro, masks, maps, fpr_limit=fpr_limit),
+        **_pixel_metrics(items, fpr_limit),
     }
     flagged = scores >= threshold if np.isfinite(threshold) else np.zeros(len(items), bool)
     out["flagged"] = float(flagged.mean()) if len(items) else math.nan
@@ -222,11 +267,14 @@ def compute_metrics(items: list[_Item], meta: dict[str, Any], eval_cfg: EvalConf
         pixel_threshold, pixel_source = float(stored_pixel), "model"
     else:
         pixel_threshold, pixel_source = _pixel_k_sigma(items, eval_cfg.k_sigma), "k_sigma_test_good"
+    no_pixels = pixel_metrics_unavailable(items)
+    if no_pixels:
+        log.warning("pixel metrics not available: %s", no_pixels)
     result: dict[str, Any] = {
         "image_auroc": _guarded("image AUROC", metrics.image_auroc, labels, scores),
-        "pixel_auroc": _guarded("pixel AUROC", metrics.pixel_auroc, masks, maps),
-        "aupro": _guarded("AUPRO", metrics.aupro, masks, maps, fpr_limit=eval_cfg.aupro_fpr_limit),
+        **_pixel_metrics(items, eval_cfg.aupro_fpr_limit),
         "aupro_fpr_limit": float(eval_cfg.aupro_fpr_limit),
+        "pixel_metrics_unavailable": no_pixels,
     }
     prf = metrics.image_prf(labels, scores, threshold) if np.isfinite(threshold) else None
     result.update(
@@ -236,7 +284,7 @@ def compute_metrics(items: list[_Item], meta: dict[str, Any], eval_cfg: EvalConf
         threshold=threshold,
         threshold_source=source,
     )
-    pix = metrics.pixel_prf(masks, maps, pixel_threshold) if np.isfinite(pixel_threshold) else None
+    pix = metrics.pixel_prf(masks, maps, pixel_threshold) if np.isfinite(pixel_threshold) and not no_pixels else None
     result.update(
         pixel_precision=pix.precision if pix else math.nan,
         pixel_recall=pix.recall if pix else math.nan,
@@ -254,8 +302,9 @@ def compute_metrics(items: list[_Item], meta: dict[str, Any], eval_cfg: EvalConf
         n_images=len(items),
         n_good=int((labels == 0).sum()),
         n_defect=int((labels == 1).sum()),
-        n_defect_empty_mask=int(sum(1 for it in items if it.label == 1 and not it.mask.any())),
-        n_defect_regions=int(sum(ndimage.label(it.mask)[1] for it in items if it.mask.any())),
+        n_defect_empty_mask=None if no_pixels else int(sum(1 for it in items if it.label == 1 and not it.mask.any())),
+        n_defect_regions=None if no_pixels else int(sum(ndimage.label(it.mask)[1] for it in items if it.mask.any())),
+        prediction_json=bool(meta),
         family=meta.get("family"),
         image_size=items[0].amap.shape[0] if items else None,
     )
@@ -298,12 +347,12 @@ def per_type_table(
     return pd.DataFrame(rows, columns=columns)
 
 
-def markdown_table(table: pd.DataFrame, digits: int = 3) -> str:
-    """A GitHub Markdown table (NaN shown as '-'), without needing the tabulate package."""
+def markdown_table(table: pd.DataFrame, digits: int = 3, na: str = "n/a") -> str:
+    """A GitHub Markdown table (NaN shown as ``na``), without needing the tabulate package."""
 
     def cell(value: Any) -> str:
         if isinstance(value, float):
-            return "-" if math.isnan(value) else f"{value:.{digits}f}"
+            return na if math.isnan(value) else f"{value:.{digits}f}"
         return str(value)
 
     header = "| " + " | ".join(map(str, table.columns)) + " |"
@@ -444,12 +493,14 @@ def _json_ready(value: Any) -> Any:
 
 
 def evaluate(pred_dir: str | Path, data_dir: str | Path, eval_cfg: EvalConfig) -> dict[str, Any]:
-    """Measure ``pred_dir`` (written by ``predict``) against ``data_dir``'s test split.
+    """Measure ``pred_dir`` (written by ``predict``, or by an outside tool) against ``data_dir``'s test split.
 
     Writes ``metrics.json``, ``per_type.csv``/``.md``, ``overlays/`` and ``curves/`` into
     ``pred_dir`` and returns the metrics (NaN where the data cannot give a metric; ``null`` in
     the JSON file). Raises DataError naming the file for a missing map, a map of the wrong shape
-    or a scores.csv without the required columns.
+    or a scores.csv without the required columns. ``prediction.json`` is optional: without it the
+    thresholds come from the test split (``threshold_source``, see the module docstring); a
+    dataset without ``ground_truth/`` gives image metrics only (``pixel_metrics_unavailable``).
     """
     pred = Path(pred_dir)
     data = Path(os.path.abspath(os.fspath(data_dir)))

@@ -37,8 +37,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "evaluate",
         help="measure a prediction folder against the dataset's masks: metrics.json, per-type table, overlays, curves",
     )
-    parser.add_argument("--pred", required=True, help="folder written by `texinspect predict` (results go here too)")
-    parser.add_argument("--data", required=True, help="dataset folder in MVTec layout (test/, ground_truth/)")
+    parser.add_argument(
+        "--pred", required=True, help="folder written by `texinspect predict`, or scores.csv + maps/ of an outside tool (results go here too)",
+    )
+    parser.add_argument(
+        "--data", required=True, help="dataset folder in MVTec layout (test/; ground_truth/ optional: without it image metrics only)",
+    )
     add_config_args(parser)
     parser.set_defaults(func=run)
     return parser
@@ -60,7 +64,12 @@ def format_summary(result: dict[str, Any]) -> str:
             text = label.split(" (")[0]
         lines.append(f"{text:<42} {_value(result.get(key))}")
     counts = f"{result.get('n_images')} images: {result.get('n_good')} good, {result.get('n_defect')} defective"
-    return "\n".join([counts, *lines])
+    notes = []
+    if result.get("pixel_metrics_unavailable"):
+        notes.append(f"pixel metrics n/a: {result['pixel_metrics_unavailable']}")
+    if result.get("prediction_json") is False:
+        notes.append("no prediction.json: model thresholds unknown, thresholds derived from the test split")
+    return "\n".join([counts, *lines, *notes])
 
 
 def run(args: argparse.Namespace) -> int:

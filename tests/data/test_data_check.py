@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,17 @@ def test_clean_dataset_has_no_problems_and_counts(build_mvtec) -> None:
     assert report.count("test", "crack") == 2
     summary = report.summary()
     assert "problems: 0" in summary and "crack" in summary
+
+
+def test_dataset_without_ground_truth_is_valid_with_a_warning(build_mvtec) -> None:
+    root = build_mvtec(n_train=2, test={"good": 1, "defective": 2})
+    shutil.rmtree(root / "ground_truth")  # image-level labels only (ELPV)
+    report = check_dataset(root, strict=True)
+    assert report.ok and report.count("test", "defective") == 2
+    assert report.table().set_index("type").at["defective", "masks"] == 0
+    assert any("no ground_truth/ folder" in w for w in report.warnings)
+    (root / "ground_truth" / "defective").mkdir(parents=True)  # once the folder exists, masks are required
+    assert kinds(check_dataset(root)) == ["missing_mask", "missing_mask"]
 
 
 def test_each_problem_is_found_and_names_its_file(build_mvtec, tools) -> None:

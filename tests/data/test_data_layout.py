@@ -107,6 +107,29 @@ def test_defect_image_without_mask_names_image_and_expected_mask(build_mvtec) ->
     assert "ground_truth/crack/001_mask.png" in text
 
 
+def test_dataset_without_ground_truth_folder_has_image_labels_only(build_mvtec) -> None:
+    root = build_mvtec(test={"good": 1, "defective": 2, "likely_defective": 1})
+    shutil.rmtree(root / "ground_truth")  # ELPV: no masks at all
+    index = scan_dataset(root)
+    assert not index.has_masks
+    assert index.defect_types() == ["defective", "likely_defective"]
+    assert [(r.label, r.mask_path) for r in index.test] == [(1, None), (1, None), (0, None), (1, None)]
+    assert scan_dataset(build_mvtec(name="with_masks")).has_masks
+
+
+def test_prepare_training_data_on_a_dataset_without_masks(build_mvtec) -> None:
+    """Training scans the dataset too: a dataset with image labels only must train."""
+    from texinspect.config import Config
+    from texinspect.training.common import prepare_training_data
+
+    root = build_mvtec(n_train=6, test={"good": 1, "defective": 2})
+    shutil.rmtree(root / "ground_truth")
+    config = Config().with_overrides([f"data.root={root}", "data.image_size=16", "synthesis.texture_pool="])
+    data = prepare_training_data(config)
+    assert len(data.train) + len(data.val) == 6 and not data.index.has_masks
+    assert data.synthetic[0]["image"].shape[-1] == 16
+
+
 def test_require_test(build_mvtec) -> None:
     root = build_mvtec(test={})
     assert scan_dataset(root).test == []

@@ -26,6 +26,7 @@ from texinspect.data.layout import (
     TRAIN,
     absolute_path,
     find_mask,
+    has_ground_truth,
     images_in,
     is_image_file,
     mask_candidates,
@@ -144,6 +145,7 @@ class _Checker:
         self.progress = progress
         self.report = CheckReport(root=root)
         self.small = 0
+        self.masks = True  # False when the dataset has no ground_truth/ folder (image labels only)
 
     def rel(self, path: Path) -> str:
         if path == self.root:
@@ -169,6 +171,9 @@ class _Checker:
             )
             return self.report
         work = self.collect()
+        self.masks = has_ground_truth(root)
+        if not self.masks and any(s == TEST and t != GOOD for s, t, _ in work):
+            self.warn(f"no {GROUND_TRUTH}/ folder: image-level labels only (pixel metrics will not be available)")
         for split, defect_type, path in tqdm(work, desc="checking", disable=not self.progress, leave=False):
             self.check_image(split, defect_type, path)
         self.check_ground_truth()
@@ -232,7 +237,7 @@ class _Checker:
             group.modes[info.mode] += 1
             if self.size is not None and min(info.width, info.height) < self.size:
                 self.small += 1
-        if split != TEST or defect_type == GOOD:
+        if split != TEST or defect_type == GOOD or not self.masks:
             return
         mask_path = find_mask(self.root, defect_type, path.stem)
         if mask_path is None:
@@ -309,8 +314,10 @@ def check_dataset(
     """Open every image and mask under ``root`` (MVTec layout) and report what is wrong.
 
     Problems (``report.problems``): root or train/good missing, no training images, unreadable or
-    truncated images and masks, defect images without mask, masks whose size differs from their
-    image, masks with values other than 0/255, masks without image, good images with a mask.
+    truncated images and masks, defect images without mask (when the dataset has a ground_truth/
+    folder; without one it has image-level labels only, which is a warning), masks whose size
+    differs from their image, masks with values other than 0/255, masks without image, good images
+    with a mask.
     ``size``: also warn about images smaller than the training size. ``strict``: raise the first
     problem as DataError instead of returning it.
     """

@@ -28,7 +28,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="open every image and mask of an MVTec-layout dataset and list problems (exit 1 if any)",
     )
     check.add_argument(
-        "dir", metavar="DIR", help="dataset root (train/good, test/<type>, ground_truth/<type>)"
+        "dir", metavar="DIR", help="dataset root (train/good, test/<type>, optional ground_truth/<type>)"
     )
     check.add_argument(
         "--size", type=int, default=None, help="training image size: warn about smaller images"

@@ -7,6 +7,10 @@ Layout::
     <root>/test/<type>/*                        defective test images of one defect type
     <root>/ground_truth/<type>/<stem>_mask.png  pixel masks of the defective test images
 
+``ground_truth/`` is optional as a whole: a dataset without it (e.g. ELPV) has image-level labels
+only, and pixel metrics are not available on it. Once ``ground_truth/`` exists, every defect image
+needs its mask (a missing one is an error naming the file).
+
 Scanning only lists folders (it is called at the start of every training, prediction and
 evaluation run), so problems that need the pixels (truncated files, masks of the wrong size) are
 found by ``texinspect.data.check``. The problems found here stop the run with one line that names
@@ -55,6 +59,7 @@ class DatasetIndex:
     root: Path
     train: list[ImageRecord]
     test: list[ImageRecord] = field(default_factory=list)
+    has_masks: bool = True  # False: no ground_truth/ folder, image-level labels only
 
     def types(self) -> list[str]:
         """Test-split types: "good" first (when present), then the defect types sorted."""
@@ -121,6 +126,11 @@ def _rel(path: Path, root: Path) -> str:
     return path.relative_to(root).as_posix()
 
 
+def has_ground_truth(root: str | Path) -> bool:
+    """True when ``root`` has a ``ground_truth/`` folder; without one, labels are image-level only."""
+    return (Path(root) / GROUND_TRUTH).is_dir()
+
+
 def has_mvtec_layout(root: str | Path) -> bool:
     """True when ``root`` has a ``test/`` or ``train/good/`` folder (MVTec layout)."""
     root = Path(root)
@@ -145,10 +155,15 @@ def scan_train(root: Path) -> list[ImageRecord]:
 
 
 def scan_test(root: Path, require_masks: bool = True) -> list[ImageRecord]:
-    """Records of ``test/<type>/*``; a defect image without its mask is an error if ``require_masks``."""
+    """Records of ``test/<type>/*``; a defect image without its mask is an error if ``require_masks``.
+
+    A dataset with no ``ground_truth/`` folder at all has image-level labels only: its defect
+    images get ``mask_path=None`` and no error, whatever ``require_masks`` says.
+    """
     folder = root / TEST
     if not folder.is_dir():
         return []
+    require_masks = require_masks and has_ground_truth(root)
     records: list[ImageRecord] = []
     for type_dir in subfolders(folder):
         defect_type = type_dir.name
@@ -164,7 +179,11 @@ def scan_test(root: Path, require_masks: bool = True) -> list[ImageRecord]:
 
 
 def scan_dataset(root: str | Path, require_test: bool = False) -> DatasetIndex:
-    """Index a dataset in MVTec layout; raises DataError (one line, naming the path) when unusable."""
+    """Index a dataset in MVTec layout; raises DataError (one line, naming the path) when unusable.
+
+    ``ground_truth/`` is optional (image labels only, ``has_masks=False``); when it exists, every
+    defect test image must have its mask.
+    """
     root = absolute_path(root)
     if not root.is_dir():
         raise DataError(f"{root}: dataset folder not found" if not root.exists() else f"{root}: not a folder")
@@ -172,7 +191,7 @@ def scan_dataset(root: str | Path, require_test: bool = False) -> DatasetIndex:
     test = scan_test(root, require_masks=True)
     if require_test and not test:
         raise DataError(f"{root / TEST}: no test images (expected test/good/* and test/<defect type>/*)")
-    return DatasetIndex(root=root, train=train, test=test)
+    return DatasetIndex(root=root, train=train, test=test, has_masks=has_ground_truth(root))
 
 
 def list_images(folder: str | Path) -> list[ImageRecord]:

@@ -13,7 +13,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from texinspect.errors import ConfigError
 from texinspect.pipeline import distributed
 from texinspect.training.checkpoint import Checkpointer
 
@@ -103,6 +104,8 @@ def run_phase(
     log_every: int = 20,
     progress: bool = True,
     on_log: OnLog | None = None,
+    lr_schedule: str = "constant",
+    warmup_steps: int = 0,
 ) -> PhaseResult:
     """Run (or resume) phase ``name`` until ``max_steps`` or ``max_seconds`` (0 = no limit).
 
@@ -153,11 +156,17 @@ def run_phase(
     def out_of_time() -> bool:
         return bool(max_seconds) and time.perf_counter() - t0 >= max_seconds
 
+    def budget_spent() -> float:
+        """Share of the phase's budget used so far: steps or seconds, whichever runs out first."""
+        by_time = (time.perf_counter() - t0) / max_seconds if max_seconds else 0.0
+        return min(1.0, max(step_i / max_steps if max_steps else 0.0, by_time))
+
     running: dict[str, float] = {}
     n_running = 0
     stop = distributed.agree(out_of_time())
     try:
         while step_i < max_steps and not stop:
+            set_learning_rate(optimizers.values(), lr_schedule, warmup_steps, step_i, budget_spent())
             values = step(next(it))
             step_i += 1
             values, stop = distributed.reduce_step(values, out_of_time())
@@ -197,6 +206,37 @@ def run_phase(
     if hooks.stop_after == name:
         raise StopAfterPhase(name)
     return PhaseResult(name, step_i, seconds, history, stopped_by, checksums)
+
+
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def lr_factor(schedule: str, warmup_steps: int, step: int, spent: float) -> float:
+    """Multiplier of the base learning rate at ``step`` with ``spent`` (0-1) of the budget used.
+
+    ``constant`` (the papers): 1 after the warm-up. ``cosine``: half a cosine from 1 to 2 % of the
+    base rate over the phase's budget (steps, or wall-clock seconds when that runs out first),
+    as the reference detector trains; measured in issue 17 (models/rbae/README.md).
+    A linear warm-up over ``warmup_steps`` comes first in both.
+    """
+    if schedule not in LR_SCHEDULES:
+        raise ConfigError(f"train.lr_schedule: expected one of {', '.join(LR_SCHEDULES)}, got '{schedule}'")
+    warm = min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
+    if schedule == "constant":
+        return warm
+    return warm * (0.02 + 0.98 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, max(0.0, spent)))))
+
+
+def set_learning_rate(
+    optimizers: Iterable[torch.optim.Optimizer], schedule: str, warmup_steps: int, step: int, spent: float
+) -> None:
+    """Scale every group's base rate (kept as ``initial_lr``, saved with the optimizer) by :func:`lr_factor`."""
+    if schedule == "constant" and warmup_steps <= 0:
+        return
+    factor = lr_factor(schedule, warmup_steps, step, spent)
+    for opt in optimizers:
+        for group in opt.param_groups:
+            group["lr"] = group.setdefault("initial_lr", group["lr"]) * factor
 
 
 def infinite_batches(

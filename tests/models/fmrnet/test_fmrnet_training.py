@@ -189,3 +189,54 @@ def test_too_large_memory_bank_is_refused_before_phase1(sample_root: Path, make_
     capped = make_config(sample_root, {"fmrnet.memory_size": 12, "fmrnet.memory_max_codes": 10})
     with pytest.raises(ConfigError, match="memory_max_codes=10 keeps 10"):
         train(capped, tmp_path / "run2")
+
+
+def test_pixel_unet_extension_trains_in_phase2_and_replaces_the_multimodal_map(
+    sample_root: Path, make_config, tmp_path: Path
+) -> None:
+    """fmrnet.segmentation=pixel_unet (issue 17): the segmenter learns in phase 2 beside the decoder
+    (encoder frozen), is saved in the artifact, and the pixel map is its probability on the stitched
+    reconstruction (then the soft multilevel weighting, as for the paper's map)."""
+    cfg = make_config(
+        sample_root,
+        {"train.max_steps_phase1": 4, "train.max_steps_phase2": 6, "fmrnet.segmentation": "pixel_unet",
+         "fmrnet.patch_weight_power": 1.0, "fmrnet.lr_schedule": "cosine", "fmrnet.warmup_steps": 2},
+    )
+    model_dir = train(cfg, tmp_path, resume=False)
+    p1 = torch.load(tmp_path / "checkpoints" / "phase1_end.pt", weights_only=True)["modules"]["generator"]
+    p2 = torch.load(tmp_path / "checkpoints" / "phase2_end.pt", weights_only=True)["modules"]["generator"]
+    assert not torch.equal(p1["segmenter.head.weight"], p2["segmenter.head.weight"])
+    for key, value in _encoder_state(p1).items():
+        torch.testing.assert_close(p2[key], value, rtol=0, atol=0, msg=f"phase 2 changed {key}")
+    summary = json.loads((tmp_path / "train_summary.json").read_text())
+    assert "seg" in summary["phases"]["phase2"]["history"][0]
+    detector, _ = load_detector(model_dir)
+    assert isinstance(detector, FMRNet) and detector.segmenter is not None
+    images = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        recs = detector.reconstruct(images)
+        weights = detector.stitch_window_scores(detector.patch_scores(images), 64, 64)
+        expected = torch.sigmoid(detector.segment_logits(images, recs))[:, 0] * weights
+    torch.testing.assert_close(detector.anomaly_map(images), expected)
+
+
+def test_pixel_unet_needs_patches_its_levels_divide(sample_root: Path, make_config) -> None:
+    cfg = make_config(sample_root, {"fmrnet.segmentation": "pixel_unet", "fmrnet.segmenter_widths": [4, 8, 8, 8, 8, 8, 8]})
+    with pytest.raises(ConfigError, match="fmrnet.segmenter_widths"):
+        build(cfg)
+
+
+def test_pixel_unet_at_half_resolution_gives_full_size_logits(sample_root: Path, make_config) -> None:
+    cfg = make_config(sample_root, {"fmrnet.segmentation": "pixel_unet", "fmrnet.segmenter_widths": [4, 8],
+                                    "fmrnet.segmenter_scale": 0.5})
+    net = build(cfg).eval()
+    images, recs = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        logits = net.segment_logits(images, recs)
+        small = net.segmenter(torch.nn.functional.interpolate(
+            torch.cat([images, recs], 1), scale_factor=0.5, mode="bilinear", align_corners=False, antialias=True))
+    assert logits.shape == (2, 1, 64, 64) and small.shape == (2, 1, 32, 32)
+    torch.testing.assert_close(logits[:, :, ::2, ::2].mean(), small.mean(), atol=0.05, rtol=0)
+    for bad in (0.0, 1.5, 0.3):
+        with pytest.raises(ConfigError, match="fmrnet.segmenter"):
+            build(make_config(sample_root, {"fmrnet.segmentation": "pixel_unet", "fmrnet.segmenter_scale": bad}))

@@ -79,18 +79,14 @@ def test_phase2_leaves_encoder_unchanged(trained: tuple[Path, Config]) -> None:
     assert any(not torch.equal(final[k], end1[k]) for k in dec_keys)  # while the decoder did train
 
 
-def test_phase2_step_touches_only_rbam_decoder_msfdm(sample: Path) -> None:
-    config = smoke_config(sample, "train.channels_last=false")
-    net = build_network(config)
-    net.freeze_encoder()
-    net.train()
-    assert not net.encoder.training  # train() keeps a frozen encoder in eval mode
-    net.set_reference(torch.rand(1, 3, 64, 64))
-    params = list(net.rbams.parameters()) + list(net.decoder.parameters()) + list(net.msfdm.parameters())
+def _one_phase2_step(
+    net: RBAENet, config: Config, params: list[torch.nn.Parameter]
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], torch.Tensor]:
+    """One eq. (17) step on a bright square; checks the logged terms and that the encoder and the
+    reference buffers did not move. Returns the state before, after, and the defect images."""
     opt = adam(params, 1e-3, 0.0)
     before = {k: v.clone() for k, v in net.state_dict().items()}
-    g = torch.Generator().manual_seed(0)
-    io = torch.rand(4, 3, 64, 64, generator=g)
+    io = torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     mask = torch.zeros(4, 1, 64, 64)
     mask[:, :, 10:30, 20:40] = 1
     batch = {"image": io, "defect": io * (1 - mask) + mask * 0.9, "mask": mask, "has_defect": torch.ones(4)}
@@ -100,6 +96,18 @@ def test_phase2_step_touches_only_rbam_decoder_msfdm(sample: Path) -> None:
     for key, value in before.items():
         if key.startswith("encoder.") or key.startswith("reference_"):
             assert torch.equal(after[key], value), key
+    return before, after, batch["defect"]
+
+
+def test_phase2_step_touches_only_rbam_decoder_msfdm(sample: Path) -> None:
+    config = smoke_config(sample, "train.channels_last=false")
+    net = build_network(config)
+    net.freeze_encoder()
+    net.train()
+    assert not net.encoder.training  # train() keeps a frozen encoder in eval mode
+    net.set_reference(torch.rand(1, 3, 64, 64))
+    params = list(net.rbams.parameters()) + list(net.decoder.parameters()) + list(net.msfdm.parameters())
+    before, after, _ = _one_phase2_step(net, config, params)
     assert not torch.equal(after["msfdm.heads.0.net.0.weight"], before["msfdm.heads.0.net.0.weight"])
     assert not torch.equal(after["rbams.3.ffm.squeeze.0.weight"], before["rbams.3.ffm.squeeze.0.weight"])
 
@@ -149,6 +157,7 @@ def test_artifact_restores_model_and_predict_works(
         ["rbae.segmentation=msfr"],
         ["rbae.segmentation=ssim", "rbae.perceptual=ssim"],
         ["rbae.train_size=32", "rbae.reference=train/good/000.png"],
+        ["rbae.segmentation=pixel_unet", "train.lr_schedule=cosine", "train.warmup_steps=2"],
     ],
 )
 def test_ablation_switches_train(sample: Path, tmp_path: Path, overrides: list[str]) -> None:
@@ -162,6 +171,7 @@ def test_ablation_switches_train(sample: Path, tmp_path: Path, overrides: list[s
         3 if config.rbae.use_rbam else 0
     )
     assert (detector.msfdm is not None) == (config.rbae.segmentation == "msfdm")
+    assert (detector.segmenter is not None) == (config.rbae.segmentation == "pixel_unet")
     summary = json.loads((tmp_path / "train_summary.json").read_text())
     assert summary["use_pixel_dis"] == config.rbae.use_pixel_dis
     assert ("pixel_dis" in summary["history"]["phase1"][0]) == config.rbae.use_pixel_dis
@@ -169,3 +179,44 @@ def test_ablation_switches_train(sample: Path, tmp_path: Path, overrides: list[s
         assert detector.size == 32 and summary["reference"].endswith("train/good/000.png")
     with torch.no_grad():
         assert detector.anomaly_map(torch.rand(1, 3, 64, 64)).shape == (1, 64, 64)
+
+
+def test_pixel_unet_extension_trains_its_segmenter_in_phase2_and_gives_the_map(sample: Path) -> None:
+    """rbae.segmentation=pixel_unet (issue 17): a U-Net on image + reconstruction, focal loss on the
+    full-resolution mask, trained with the RBAMs and decoder; the encoder stays frozen."""
+    config = smoke_config(sample, "train.channels_last=false", "rbae.segmentation=pixel_unet")
+    net = build_network(config)
+    assert net.msfdm is None and net.segmenter is not None
+    net.freeze_encoder()
+    net.set_reference(torch.rand(1, 3, 64, 64))
+    from texinspect.models.rbae.trainer import _phase2_params
+
+    before, after, x = _one_phase2_step(net, config, _phase2_params(net))
+    assert not torch.equal(after["segmenter.head.weight"], before["segmenter.head.weight"])
+    net.eval()
+    with torch.no_grad():
+        recon = net.reconstruct(x)[0]
+        expected = torch.sigmoid(net.segmenter(torch.cat([x, recon], dim=1)))[:, 0]
+        torch.testing.assert_close(net.anomaly_map(x), expected)
+
+
+def test_unfrozen_encoder_extension_learns_in_phase2_and_keeps_reference_features_current(
+    sample: Path, tmp_path: Path
+) -> None:
+    """rbae.freeze_encoder=false (issue 17): phase 2 trains the encoder too; the stored F_ref are
+    the final encoder's features of the reference image, so inference stays consistent."""
+    from texinspect.models.rbae import train
+
+    config = smoke_config(
+        sample, "train.max_steps_phase1=3", "train.max_steps_phase2=4", "rbae.freeze_encoder=false",
+        "rbae.segmentation=pixel_unet",
+    )
+    model_dir = train(config, tmp_path)
+    p1 = torch.load(tmp_path / "checkpoints" / "phase1_end.pt", weights_only=True)["modules"]["net"]
+    detector, card = load_detector(model_dir)
+    assert card.extra["freeze_encoder"] is False
+    assert not torch.equal(p1["encoder.blocks.0.0.weight"], detector.state_dict()["encoder.blocks.0.0.weight"])
+    with torch.no_grad():
+        feats = detector.encoder(detector.reference_image)
+    for layer in (3, 4, 5):
+        torch.testing.assert_close(getattr(detector, f"reference_feat{layer}"), feats[layer - 1])

@@ -20,6 +20,7 @@ class FMRNetLossWeights:
     lat1: float = 1.0
     rec2: float = 100.0
     adv2: float = 1.0
+    seg2: float = 1.0  # extension (segmentation=pixel_unet): focal loss of the pixel segmenter in phase 2
 
 
 @dataclass
@@ -36,6 +37,8 @@ class FMRNetConfig:
     gfrm_kernel: int = 3  # choice: size of the convolution on the similarity map (s -> s*)
     weight_penalty: float = 1e-6  # epsilon of eq. (10)
     lr: float = 1e-3
+    lr_schedule: Literal["constant", "cosine"] = "constant"  # FMR-Net's own (train.lr_schedule is RB-AE's)
+    warmup_steps: int = 0
     adam_beta1: float = 0.5  # choice: the usual GAN setting; the paper only says "Adam"
     loss: FMRNetLossWeights = field(default_factory=FMRNetLossWeights)
     phase1_steps: int = 200_000  # paper's T1; train.max_steps_phase1 > 0 caps it
@@ -64,6 +67,14 @@ class FMRNetConfig:
     # map_smoothing px (0 = none). The cpu profile sets the power to 2, measured on synthetic defects.
     patch_weight_power: float = 0.0
     map_smoothing: float = 0.0
+    # Extension (not in the paper), issue 17: "pixel_unet" replaces eq. (23)'s fixed GMS x SSIM x residual
+    # product by a U-Net on concat(image, reconstruction) trained in phase 2 on the defect patches with
+    # the focal loss (models/segmenter.py); it runs on the whole stitched image at inference.
+    segmentation: Literal["multimodal", "pixel_unet"] = "multimodal"
+    segmenter_widths: list[int] = field(default_factory=lambda: [16, 32, 64, 128])
+    segmenter_scale: float = 1.0  # the segmenter runs at this fraction of the input side (speed), logits resized back
+    focal_alpha: float = 0.25
+    focal_gamma: float = 2.0
     # Table II ablations
     two_phase: bool = True
     use_cmfm: bool = True

@@ -42,6 +42,7 @@ from texinspect.models.fmrnet.patches import (
     stitch,
     stitch_values,
 )
+from texinspect.models.segmenter import PixelSegmenter
 from texinspect.scoring import gaussian_blur
 
 
@@ -116,6 +117,20 @@ class FMRNet(Detector):
             else {}
         )
         self.skip_levels = levels
+        # extension (fmrnet.segmentation=pixel_unet): a trained segmenter instead of eq. (23)
+        self.segmenter = (
+            PixelSegmenter(2 * self.channels, cfg.segmenter_widths) if cfg.segmentation == "pixel_unet" else None
+        )
+        if self.segmenter is not None:
+            if not 0.0 < cfg.segmenter_scale <= 1.0:
+                raise ConfigError(f"fmrnet.segmenter_scale: expected a fraction in (0, 1], got {cfg.segmenter_scale}")
+            side = cfg.patch_size * cfg.segmenter_scale
+            if side != int(side) or int(side) % self.segmenter.stride:
+                raise ConfigError(
+                    f"fmrnet.segmenter_widths / segmenter_scale: {len(cfg.segmenter_widths)} levels need patch sides "
+                    f"divisible by {self.segmenter.stride}; fmrnet.patch_size {cfg.patch_size} x scale "
+                    f"{cfg.segmenter_scale} is {side:g}"
+                )
         self.register_buffer("memory", torch.zeros(cfg.memory_size, cfg.latent_dim))
         self.register_buffer("memory_ready", torch.zeros((), dtype=torch.bool))
         self.register_buffer("patch_threshold", torch.full((), math.nan))
@@ -132,6 +147,22 @@ class FMRNet(Detector):
 
     def gfrm_modules(self) -> list[nn.Module]:
         return list(self.gfrms.values())
+
+    def segmenter_modules(self) -> list[nn.Module]:
+        """The extension's pixel segmenter (trained in phase 2), or nothing."""
+        return [self.segmenter] if self.segmenter is not None else []
+
+    def segment_logits(self, images: torch.Tensor, recs: torch.Tensor) -> torch.Tensor:
+        """Extension: defect logits (B, 1, H, W) of the pixel segmenter on concat(image, reconstruction)."""
+        if self.segmenter is None:
+            raise ModelError("fmrnet.segmentation=multimodal: this network has no pixel segmenter")
+        x = torch.cat([images, recs], dim=1)
+        scale = self.cfg.segmenter_scale
+        if scale == 1.0:
+            return self.segmenter(x)
+        size = x.shape[-2:]
+        small = F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False, antialias=True)
+        return F.interpolate(self.segmenter(small), size=size, mode="bilinear", align_corners=False)
 
     def freeze_encoder(self) -> None:
         """Lock E (weights and BatchNorm statistics) so that it keeps matching the memory bank."""
@@ -210,7 +241,10 @@ class FMRNet(Detector):
         outlines defects it reproduces, and the code distance says which windows are off-memory.
         ``window_scores`` (B, n_h, n_w) are :meth:`patch_scores` of ``images``.
         """
-        maps = multimodal_map(images, recs, self.cfg.modalities, self.cfg.median_filter)
+        if self.segmenter is not None:
+            maps = torch.sigmoid(self.segment_logits(images, recs))[:, 0]
+        else:
+            maps = multimodal_map(images, recs, self.cfg.modalities, self.cfg.median_filter)
         if self.weights_by_windows:
             if window_scores is None:
                 raise ModelError("fmrnet.patch_weight_power > 0: the pixel map needs the window scores")

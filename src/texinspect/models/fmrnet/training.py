@@ -41,6 +41,7 @@ from torch import nn
 
 from texinspect.config import Config
 from texinspect.errors import ModelError
+from texinspect.losses import focal_loss
 from texinspect.models.fmrnet.cmfm import AuxiliaryClassifier, latent_loss
 from texinspect.models.fmrnet.losses import (
     discriminator_loss,
@@ -288,6 +289,8 @@ def _run_phase1(
         checkpoint_every=config.train.checkpoint_every,
         log_every=config.train.log_every,
         progress=config.train.progress,
+        lr_schedule=config.fmrnet.lr_schedule,
+        warmup_steps=config.fmrnet.warmup_steps,
     )
 
 
@@ -308,9 +311,7 @@ class Phase2Step:
         self.cfg = config.fmrnet
         self.fmt = _memory_format(config)
         self.net, self.adv, self.opt_g, self.device = net, adversarial, opt_g, device
-        self.gen_modules = [*net.decoder_modules(), *net.gfrm_modules()]
-        if net.addressing is not None:
-            self.gen_modules.append(net.addressing)
+        self.gen_modules = generator_modules(net)
         self.sync = DDPForward(self.gen_modules)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, float]:
@@ -331,7 +332,20 @@ class Phase2Step:
         loss_adv, info = self.adv(target, rec)
         loss = self.cfg.loss.rec2 * loss_rec + self.cfg.loss.adv2 * loss_adv
         info.update({"rec": float(loss_rec.detach()), "adv": float(loss_adv.detach())})
+        if self.net.segmenter is not None and self.cfg.loss.seg2 > 0:  # extension: pixel segmenter
+            logits = self.net.segment_logits(source, rec)
+            loss_seg = focal_loss(logits, crop(mask, corners, p, n), self.cfg.focal_alpha, self.cfg.focal_gamma)
+            loss = loss + self.cfg.loss.seg2 * loss_seg
+            info["seg"] = float(loss_seg.detach())
         return loss, info
+
+
+def generator_modules(net: FMRNet) -> list[nn.Module]:
+    """What phase 2 trains (encoder frozen): decoder, GFRMs, addressing network, the extension's segmenter."""
+    modules = [*net.decoder_modules(), *net.gfrm_modules(), *net.segmenter_modules()]
+    if net.addressing is not None:
+        modules.append(net.addressing)
+    return modules
 
 
 def load_phase1(
@@ -365,9 +379,7 @@ def train_phase2(
     bank = load_memory_bank(out / MEMORY_FILE, config)
     net.set_memory(bank["memory"])
     net.freeze_encoder()
-    gen = [*net.decoder_modules(), *net.gfrm_modules()]
-    if net.addressing is not None:
-        gen.append(net.addressing)
+    gen = generator_modules(net)
     opt_g = _adam(_params(gen), config)
     opt_d = _adam(list(disc.parameters()), config)
     step = Phase2Step(config, net, _AdversarialPair(disc, opt_d), opt_g, device)
@@ -387,6 +399,8 @@ def train_phase2(
         checkpoint_every=config.train.checkpoint_every,
         log_every=config.train.log_every,
         progress=config.train.progress,
+        lr_schedule=config.fmrnet.lr_schedule,
+        warmup_steps=config.fmrnet.warmup_steps,
     )
 
 

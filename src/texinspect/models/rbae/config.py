@@ -44,4 +44,10 @@ class RBAEConfig:
     # Table V ablations
     use_rbam: bool = True
     use_pixel_dis: bool = True
-    segmentation: Literal["msfdm", "pixel_gap", "msfr", "ssim"] = "msfdm"
+    segmentation: Literal["msfdm", "pixel_gap", "msfr", "ssim", "pixel_unet"] = "msfdm"
+    # Extension (not in the paper), segmentation=pixel_unet: a U-Net on concat(image, reconstruction)
+    # at the network's full resolution, trained in phase 2 with the focal loss (models/segmenter.py).
+    segmenter_widths: list[int] = field(default_factory=lambda: [16, 32, 64, 128])
+    # Paper: phase 2 freezes the encoder. Extension (false): the encoder keeps learning in phase 2, on the
+    # defect images, beside RBAMs, decoder and segmenter; the reference features are re-taken every step.
+    freeze_encoder: bool = True

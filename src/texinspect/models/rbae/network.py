@@ -26,6 +26,7 @@ from texinspect.models.rbae.config import RBAEConfig
 from texinspect.models.rbae.decoder import Decoder
 from texinspect.models.rbae.msfdm import MSFDM, msfr_map, pixel_gap_map
 from texinspect.models.rbae.rbam import RBAM
+from texinspect.models.segmenter import PixelSegmenter
 
 N_LAYERS = 5
 RBAM_LAYERS = (3, 4, 5)  # 1-based: the three deepest encoder layers (paper III-C4)
@@ -66,6 +67,8 @@ class RBAENet(Detector):
             if cfg.segmentation == "msfdm"
             else None
         )
+        # Extension (rbae.segmentation=pixel_unet): segmenter on the pixels of image + reconstruction
+        self.segmenter = PixelSegmenter(2 * channels, cfg.segmenter_widths) if cfg.segmentation == "pixel_unet" else None
         self.register_buffer("reference_image", torch.zeros(1, channels, size, size))
         for layer in RBAM_LAYERS:
             side = size // 2**layer
@@ -138,6 +141,12 @@ class RBAENet(Detector):
         feats_rec = self.encoder(recon, depth=MSFDM_LAYERS)
         return self.msfdm(feats_in[:MSFDM_LAYERS], feats_rec)
 
+    def pixel_logits(self, x: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
+        """Extension: the pixel segmenter's logits (B, 1, H, W) on concat(image, reconstruction)."""
+        if self.segmenter is None:
+            raise ModelError(f"rbae.segmentation={self.segmentation}: this network has no pixel segmenter")
+        return self.segmenter(torch.cat([x, recon], dim=1))
+
     def map_at_size(self, x: torch.Tensor) -> torch.Tensor:
         """Anomaly map (B, size, size) of images already at the network's size."""
         recon, feats, _ = self.reconstruct(x)
@@ -145,6 +154,8 @@ class RBAENet(Detector):
         if self.segmentation == "msfdm":
             assert self.msfdm is not None
             return self.msfdm.fuse(self.segment_logits(feats, recon), size)
+        if self.segmentation == "pixel_unet":
+            return torch.sigmoid(self.pixel_logits(x, recon))[:, 0]
         if self.segmentation == "pixel_gap":
             return pixel_gap_map(x, recon)
         if self.segmentation == "msfr":

@@ -113,7 +113,8 @@ class Phase2Step:
         self.net, self.opt, self.cfg, self.perceptual, self.device = net, opt, config, perceptual, device
         self.w = config.rbae.loss
         self.channels_last = config.train.channels_last
-        self.sync = DDPForward([net.rbams, net.decoder, net.msfdm])
+        trained_encoder = None if net.encoder_frozen else net.encoder
+        self.sync = DDPForward([trained_encoder, net.rbams, net.decoder, net.msfdm, net.segmenter])
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, float]:
         return self.sync.optimize(self.losses, self.opt, batch)
@@ -122,7 +123,12 @@ class Phase2Step:
         b = to_device(batch, self.device, self.channels_last)
         io, iad, mask = b["image"], b["defect"], b["mask"]
         n = io.shape[0]
-        with torch.no_grad():  # frozen encoder: features are constants for this step
+        if self.net.encoder_frozen:
+            with torch.no_grad():  # frozen encoder: features are constants for this step
+                feats = self.net.encoder(torch.cat([io, iad]))
+        else:  # extension rbae.freeze_encoder=false: the encoder learns on; keep F_ref current
+            if self.net.use_rbam:
+                self.net.set_reference(self.net.reference_image)
             feats = self.net.encoder(torch.cat([io, iad]))
         f_o = [f[:n] for f in feats]
         f_ad = [f[n:] for f in feats]
@@ -154,13 +160,23 @@ class Phase2Step:
             l_seg = torch.stack(seg).mean()  # eq. (10)
             loss = loss + self.w.seg * l_seg
             out["seg"] = l_seg.item()
+        if self.net.segmenter is not None and self.w.seg > 0:  # extension: full-resolution pixel segmenter
+            l_seg = focal_loss(
+                self.net.pixel_logits(iad, recon), mask, self.cfg.rbae.focal_alpha, self.cfg.rbae.focal_gamma
+            )
+            loss = loss + self.w.seg * l_seg
+            out["seg"] = l_seg.item()
         return loss, out
 
 
 def _phase2_params(net: RBAENet) -> list[torch.nn.Parameter]:
     params = list(net.rbams.parameters()) + list(net.decoder.parameters())
+    if not net.encoder_frozen:
+        params += list(net.encoder.parameters())
     if net.msfdm is not None:
         params += list(net.msfdm.parameters())
+    if net.segmenter is not None:
+        params += list(net.segmenter.parameters())
     return params
 
 
@@ -218,10 +234,13 @@ def _train(config: Config, out: Path, resume: bool, ctx: DistContext) -> Path:
         checkpoint_every=tc.checkpoint_every,
         log_every=tc.log_every,
         progress=tc.progress,
+        lr_schedule=tc.lr_schedule,
+        warmup_steps=tc.warmup_steps,
     )
 
-    # ---------------- between phases: freeze the encoder, fix the reference
-    net.freeze_encoder()
+    # ---------------- between phases: freeze the encoder (paper), fix the reference
+    if config.rbae.freeze_encoder:
+        net.freeze_encoder()
     reference_info: dict[str, Any] = {"reference_rule": "none (rbae.use_rbam=false)"}
     if net.use_rbam:
         image, reference_info = choose_reference(
@@ -254,7 +273,12 @@ def _train(config: Config, out: Path, resume: bool, ctx: DistContext) -> Path:
         checkpoint_every=tc.checkpoint_every,
         log_every=tc.log_every,
         progress=tc.progress,
+        lr_schedule=tc.lr_schedule,
+        warmup_steps=tc.warmup_steps,
     )
+
+    if not net.encoder_frozen and net.use_rbam:  # extension: F_ref from the encoder as it ended
+        net.set_reference(net.reference_image)
 
     # ---------------- validation on synthetic defects, calibration, artifact (rank 0)
     if not is_main_process():
@@ -276,6 +300,7 @@ def _train(config: Config, out: Path, resume: bool, ctx: DistContext) -> Path:
         "segmentation": config.rbae.segmentation,
         "use_rbam": config.rbae.use_rbam,
         "use_pixel_dis": config.rbae.use_pixel_dis,
+        "freeze_encoder": config.rbae.freeze_encoder,
         **reference_info,
         **synthetic,
         "phase1_steps": r1.steps,
