@@ -21,7 +21,6 @@ Issue 17's diagnosis tables in ``models/*/README.md`` come from this script (com
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import re
 import shutil
@@ -34,12 +33,19 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, derive_model, setup_logging  # noqa: E402
+from common import (  # noqa: E402
+    Row,
+    RunSettings,
+    derive_model,
+    read_train_summary,
+    row_config,
+    score,
+    setup_logging,
+    surface_name,
+)
 
-from texinspect.config import load_config
-from texinspect.evaluation import evaluate
+from texinspect.config import Config
 from texinspect.models import family_module
-from texinspect.prediction import predict
 from texinspect.validation import synthetic_validation
 
 log = logging.getLogger("benchmarks.diagnose")
@@ -59,36 +65,34 @@ def parse_variant(text: str) -> tuple[str, list[str]]:
 def run_one(
     family: str, name: str, overrides: list[str], data: str, seed: int, args: argparse.Namespace
 ) -> list[dict[str, Any]]:
-    surface = Path(data).name if Path(data).name != "mono" else "elpv_mono"
-    run_dir = Path(args.out) / family / name / surface / f"seed{seed}"
+    surface = surface_name(data)
+    run_dir = Path(args.out) / family / name / surface.replace("/", "_") / f"seed{seed}"
     shutil.rmtree(run_dir, ignore_errors=True)
-    base = [f"model={family}", f"data.root={data}", f"seed={seed}", "train.max_minutes=0",
-            f"train.max_steps_phase1={args.steps1}", f"train.max_steps_phase2={args.steps2}",
-            "train.progress=false", "eval.overlays=0", "tracking.enabled=false"]
-    config = load_config(str(REPO / "params.yaml"), [*base, *args.set, *overrides], args.profile or None)
+    settings = RunSettings(data=data, minutes=0.0, profile=args.profile or None, threads=args.threads,
+                           overrides=[*args.set, "tracking.enabled=false"],
+                           steps_phase1=args.steps1, steps_phase2=args.steps2)
+    row = Row(name, family, tuple(overrides))
+    config = row_config(row, settings, seed)
     t0 = time.perf_counter()
     model_dir = family_module(family).train(config, run_dir, resume=False)
     train_s = time.perf_counter() - t0
-    summary = json.loads((run_dir / "train_summary.json").read_text())
-    steps = sum(int(p.get("steps", 0)) for p in summary.get("phases", {}).values())
+    steps, _ = read_train_summary(run_dir, config.train.batch_size)
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
-    rows = [measure(model_dir, config, data, run_dir / "pred", args.val_images)]
+    results = [measure(row, model_dir, config, data, run_dir / "pred", args.val_images)]
     for text in args.rescore:  # inference-only variants of the same weights
         sub, extra = parse_variant(text)
         derived = derive_model(model_dir, extra, run_dir / f"model_{sub}", config)
-        rows.append({**measure(derived, config, data, run_dir / f"pred_{sub}", args.val_images), "variant": f"{name}+{sub}",
-                     "overrides": " ".join([*overrides, *extra])})
+        results.append({**measure(row, derived, config, data, run_dir / f"pred_{sub}", args.val_images),
+                        "variant": f"{name}+{sub}", "overrides": " ".join([*overrides, *extra])})
     common = {"variant": name, "surface": surface, "seed": seed, "steps": steps, "train_s": round(train_s, 1),
               "overrides": " ".join(overrides)}
-    return [{**common, **row} for row in rows]
+    return [{**common, **result} for result in results]
 
 
-def measure(model_dir: Path, config: Any, data: str, pred_dir: Path, val_images: int) -> dict[str, Any]:
+def measure(row: Row, model_dir: Path, config: Config, data: str, pred_dir: Path, val_images: int) -> dict[str, Any]:
     """Synthetic validation (the shared set) and the test split (reported only) of one model."""
     syn = synthetic_validation(model_dir, config, n_images=val_images)
-    predict(model_dir, data, pred_dir)
-    test = evaluate(pred_dir, data, config.eval)
-    shutil.rmtree(pred_dir / "maps", ignore_errors=True)
+    test = score(row, model_dir, data, pred_dir, config)
     return {
         "syn_image": syn["image_auroc"], "syn_pixel": syn["pixel_auroc"], "syn_aupro": syn["aupro"],
         "test_image": test.get("image_auroc"), "test_pixel": test.get("pixel_auroc"), "test_aupro": test.get("aupro"),

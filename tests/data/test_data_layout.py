@@ -8,7 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from texinspect.data.layout import ImageRecord, list_images, records_for_prediction, scan_dataset
+from texinspect.data.layout import (
+    ImageRecord,
+    has_ground_truth,
+    list_images,
+    records_for_prediction,
+    scan_dataset,
+)
 from texinspect.errors import DataError
 
 
@@ -111,10 +117,10 @@ def test_dataset_without_ground_truth_folder_has_image_labels_only(build_mvtec) 
     root = build_mvtec(test={"good": 1, "defective": 2, "likely_defective": 1})
     shutil.rmtree(root / "ground_truth")  # ELPV: no masks at all
     index = scan_dataset(root)
-    assert not index.has_masks
+    assert not has_ground_truth(index.root)
     assert index.defect_types() == ["defective", "likely_defective"]
     assert [(r.label, r.mask_path) for r in index.test] == [(1, None), (1, None), (0, None), (1, None)]
-    assert scan_dataset(build_mvtec(name="with_masks")).has_masks
+    assert has_ground_truth(scan_dataset(build_mvtec(name="with_masks")).root)
 
 
 def test_prepare_training_data_on_a_dataset_without_masks(build_mvtec) -> None:
@@ -126,7 +132,7 @@ def test_prepare_training_data_on_a_dataset_without_masks(build_mvtec) -> None:
     shutil.rmtree(root / "ground_truth")
     config = Config().with_overrides([f"data.root={root}", "data.image_size=16", "synthesis.texture_pool="])
     data = prepare_training_data(config)
-    assert len(data.train) + len(data.val) == 6 and not data.index.has_masks
+    assert len(data.train) + len(data.val) == 6 and not has_ground_truth(data.index.root)
     assert data.synthetic[0]["image"].shape[-1] == 16
 
 

@@ -59,7 +59,6 @@ class DatasetIndex:
     root: Path
     train: list[ImageRecord]
     test: list[ImageRecord] = field(default_factory=list)
-    has_masks: bool = True  # False: no ground_truth/ folder, image-level labels only
 
     def types(self) -> list[str]:
         """Test-split types: "good" first (when present), then the defect types sorted."""
@@ -181,8 +180,8 @@ def scan_test(root: Path, require_masks: bool = True) -> list[ImageRecord]:
 def scan_dataset(root: str | Path, require_test: bool = False) -> DatasetIndex:
     """Index a dataset in MVTec layout; raises DataError (one line, naming the path) when unusable.
 
-    ``ground_truth/`` is optional (image labels only, ``has_masks=False``); when it exists, every
-    defect test image must have its mask.
+    ``ground_truth/`` is optional (image labels only, :func:`has_ground_truth`); when it exists,
+    every defect test image must have its mask.
     """
     root = absolute_path(root)
     if not root.is_dir():
@@ -191,7 +190,7 @@ def scan_dataset(root: str | Path, require_test: bool = False) -> DatasetIndex:
     test = scan_test(root, require_masks=True)
     if require_test and not test:
         raise DataError(f"{root / TEST}: no test images (expected test/good/* and test/<defect type>/*)")
-    return DatasetIndex(root=root, train=train, test=test, has_masks=has_ground_truth(root))
+    return DatasetIndex(root=root, train=train, test=test)
 
 
 def list_images(folder: str | Path) -> list[ImageRecord]:
