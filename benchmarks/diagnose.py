@@ -67,36 +67,51 @@ def run_one(
 ) -> list[dict[str, Any]]:
     surface = surface_name(data)
     run_dir = Path(args.out) / family / name / surface.replace("/", "_") / f"seed{seed}"
-    shutil.rmtree(run_dir, ignore_errors=True)
+    reuse = args.reuse and (run_dir / "model").is_dir()
+    if not reuse:
+        shutil.rmtree(run_dir, ignore_errors=True)
     settings = RunSettings(data=data, minutes=0.0, profile=args.profile or None, threads=args.threads,
                            overrides=[*args.set, "tracking.enabled=false"],
                            steps_phase1=args.steps1, steps_phase2=args.steps2)
     row = Row(name, family, tuple(overrides))
     config = row_config(row, settings, seed)
+    # The yardsticks: the profile's own synthetic set ("syn"), plus any --yardstick set (the profile
+    # with that set's synthesis overrides). A variant that changes synthesis.* trains on other defects
+    # but is measured on the same images and masks as every other variant.
+    yardsticks = {"syn": row_config(Row(name, family, ()), settings, seed)}
+    for text in args.yardstick:
+        label, extra = parse_variant(text)
+        yardsticks[label] = row_config(Row(name, family, tuple(extra)), settings, seed)
     t0 = time.perf_counter()
-    model_dir = family_module(family).train(config, run_dir, resume=False)
-    train_s = time.perf_counter() - t0
+    if reuse:  # --reuse: the weights of an earlier run of this variant, only (re-)measured
+        model_dir = run_dir / "model"
+        log.info("reusing %s (not trained again)", model_dir)
+    else:
+        model_dir = family_module(family).train(config, run_dir, resume=False)
+    train_s = float("nan") if reuse else time.perf_counter() - t0
     steps, _ = read_train_summary(run_dir, config.train.batch_size)
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
-    results = [measure(row, model_dir, config, data, run_dir / "pred", args.val_images)]
+    results = [] if reuse and args.rescore else [measure(row, model_dir, config, yardsticks, data, run_dir / "pred", args.val_images)]
     for text in args.rescore:  # inference-only variants of the same weights
         sub, extra = parse_variant(text)
         derived = derive_model(model_dir, extra, run_dir / f"model_{sub}", config)
-        results.append({**measure(row, derived, config, data, run_dir / f"pred_{sub}", args.val_images),
+        results.append({**measure(row, derived, config, yardsticks, data, run_dir / f"pred_{sub}", args.val_images),
                         "variant": f"{name}+{sub}", "overrides": " ".join([*overrides, *extra])})
     common = {"variant": name, "surface": surface, "seed": seed, "steps": steps, "train_s": round(train_s, 1),
               "overrides": " ".join(overrides)}
     return [{**common, **result} for result in results]
 
 
-def measure(row: Row, model_dir: Path, config: Config, data: str, pred_dir: Path, val_images: int) -> dict[str, Any]:
-    """Synthetic validation (the shared set) and the test split (reported only) of one model."""
-    syn = synthetic_validation(model_dir, config, n_images=val_images)
+def measure(
+    row: Row, model_dir: Path, config: Config, yardsticks: dict[str, Config], data: str, pred_dir: Path, val_images: int
+) -> dict[str, Any]:
+    """Each synthetic yardstick (``<name>_image``, ``_pixel``, ``_aupro``) and the test split (reported only)."""
+    result: dict[str, Any] = {}
+    for label, yardstick in yardsticks.items():
+        syn = synthetic_validation(model_dir, yardstick, n_images=val_images)
+        result.update({f"{label}_image": syn["image_auroc"], f"{label}_pixel": syn["pixel_auroc"], f"{label}_aupro": syn["aupro"]})
     test = score(row, model_dir, data, pred_dir, config)
-    return {
-        "syn_image": syn["image_auroc"], "syn_pixel": syn["pixel_auroc"], "syn_aupro": syn["aupro"],
-        "test_image": test.get("image_auroc"), "test_pixel": test.get("pixel_auroc"), "test_aupro": test.get("aupro"),
-    }
+    return {**result, "test_image": test.get("image_auroc"), "test_pixel": test.get("pixel_auroc"), "test_aupro": test.get("aupro")}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,6 +125,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", default="cpu")
     p.add_argument("--set", action="append", default=[], help="override for every variant")
     p.add_argument("--rescore", action="append", default=[], help="NAME:key=value,... inference-only variant of every model")
+    p.add_argument("--yardstick", action="append", default=[],
+                   help="NAME:key=value,... another synthetic validation set: the profile with these synthesis overrides")
+    p.add_argument("--reuse", action="store_true",
+                   help="a variant whose run folder already has model/ is not trained again; with --rescore only the rescored rows are measured")
     p.add_argument("--val-images", type=int, default=80, help="synthetic validation images (half get a defect)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default="benchmarks/runs/diagnose")

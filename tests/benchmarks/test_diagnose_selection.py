@@ -28,8 +28,13 @@ def test_rank_correlation_per_surface_and_level() -> None:
         "test_image": [0.5, 0.6, 0.7, 0.8, 0.8, 0.7, 0.6, 0.5],
         "syn_pixel": [0.1, 0.2, 0.3, 0.4, 0.1, 0.2, 0.3, 0.4],
         "test_pixel": [0.5, 0.6, 0.7, 0.8] + [None] * 4,  # surface b has no masks
+        "perlin_image": [0.4, 0.3, 0.2, 0.1, 0.1, 0.2, 0.3, 0.4],  # a second synthetic set
+        "perlin_pixel": [0.4, 0.3, 0.2, 0.1, 0.1, 0.2, 0.3, 0.4],
+        "test_aupro": [0.1] * 8,  # no *_image beside it: not a yardstick
     })
-    table = selection.rank_correlations(runs).set_index(["surface", "level"])
-    assert table.loc[("a", "image"), "spearman_rho"] == pytest.approx(1.0)
-    assert table.loc[("b", "image"), "spearman_rho"] == pytest.approx(-1.0)
-    assert table.loc[("b", "pixel"), "runs"] == 0 and math.isnan(table.loc[("b", "pixel"), "spearman_rho"])
+    assert selection.yardsticks(runs) == ["syn", "perlin"]
+    table = selection.rank_correlations(runs).set_index(["surface", "yardstick", "level"])
+    assert table.loc[("a", "syn", "image"), "spearman_rho"] == pytest.approx(1.0)
+    assert table.loc[("a", "perlin", "image"), "spearman_rho"] == pytest.approx(-1.0)
+    assert table.loc[("b", "syn", "image"), "spearman_rho"] == pytest.approx(-1.0)
+    assert table.loc[("b", "syn", "pixel"), "runs"] == 0 and math.isnan(table.loc[("b", "syn", "pixel"), "spearman_rho"])
