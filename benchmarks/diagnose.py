@@ -14,6 +14,12 @@ One line per run goes to ``--csv`` as runs finish, and a table is printed at the
         --variant paper: --variant unet:rbae.segmentation=pixel_unet \\
         --data ../shared/datasets/magnetic_tile ../shared/datasets/elpv/mono --seeds 0
 
+``--yardstick NAME:key=value,...`` adds another synthetic set (the profile with those synthesis
+overrides; columns ``NAME_image``, ``NAME_pixel``, ``NAME_aupro``), so that a variant that changes
+the synthesis is not judged only by a set drawn from its rival's synthesizer; ``--reuse`` measures
+the models of earlier runs again without training (with ``--rescore``: only the rescored rows).
+``selection.py`` then says which set ranks the models as the test split does.
+
 Issue 17's diagnosis tables in ``models/*/README.md`` come from this script (commands in
 ``benchmarks/results/<date>/COMMANDS.md``).
 """

@@ -11,7 +11,13 @@ measured on exactly the same images and masks.
 A small labelled validation folder that the user names explicitly can be used instead
 (:func:`labelled_validation`); the dataset's own test split is refused.
 
-Cost: 40 images at 128 px, synthesis plus scoring plus the three metrics, take a few seconds on
+One set and one piece of code for every family and every consumer: the trainers' summaries
+(:func:`training_validation`, ``synthetic_*`` keys), FMR-Net's phase-1 restart selection (through a
+``scorer``), sweeps and ``benchmarks/diagnose.py`` all measure on :func:`build_synthetic_validation`
+with :data:`VALIDATION_SEED` and :mod:`texinspect.metrics`, so ``synthetic_image_auroc`` means the
+same for RB-AE, FMR-Net and AE-SSIM.
+
+Cost: 80 images at 256 px, synthesis plus scoring plus the three metrics, take a few seconds on
 one CPU core with a light model.
 """
 
@@ -19,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +41,6 @@ from texinspect.errors import ConfigError, DataError
 from texinspect.metrics import aupro, image_auroc, pixel_auroc
 from texinspect.models.artifact import ModelCard, load_detector
 from texinspect.models.base import Detector
-from texinspect.prediction import score_images
 from texinspect.synthesis.pool import TexturePool
 from texinspect.synthesis.synthesizer import DefectSynthesizer
 from texinspect.training.common import VAL_FRACTION, prepare_training_data
@@ -42,8 +48,13 @@ from texinspect.training.common import VAL_FRACTION, prepare_training_data
 log = logging.getLogger(__name__)
 
 VALIDATION_SEED = 104_729  # default; distinct from training seeds (config.seed, config.seed + 7919)
-DEFAULT_IMAGES = 40
+DEFAULT_IMAGES = 80  # 40 normal + 40 with a defect: enough to rank FMR-Net's restart candidates
 METRICS = ("image_auroc", "pixel_auroc", "aupro")
+SUMMARY_KEYS = tuple(f"synthetic_{m}" for m in METRICS)  # what trainers write to train_summary.json
+
+# images (B, C, H, W) -> (anomaly maps (B, H, W), image scores (B,)): a detector's ``score`` or a
+# partial path of it (FMR-Net's patch path for phase-1 candidates)
+Scorer = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
 @dataclass
@@ -86,12 +97,14 @@ def build_synthetic_validation(
     seed: int = VALIDATION_SEED,
     size: int | None = None,
     channels: int | None = None,
+    normals: ImageDataset | None = None,
 ) -> ValidationSet:
     """A fixed set: ``n_images // 2`` synthetic defects and the rest normal, from held-out normals.
 
     Image ``i`` of each half uses held-out image ``i mod n_val``; defect ``j`` draws from
     ``np.random.default_rng([seed, j])``, so the set is identical for identical inputs whatever
-    else happened in the process. The texture pool is seeded with ``seed`` too.
+    else happened in the process. The texture pool is seeded with ``seed`` too. A trainer passes
+    its own held-out ``normals`` (the same images :func:`held_out_normals` would load again).
     """
     if n_images < 2:
         raise ConfigError(f"validation images: need at least 2 (one normal, one defect), got {n_images}")
@@ -101,7 +114,10 @@ def build_synthetic_validation(
             "so that validation defects are not the ones the model trained on"
         )
     t0 = time.perf_counter()
-    normals = held_out_normals(config, size, channels)
+    if normals is None:
+        normals = held_out_normals(config, size, channels)
+    elif len(normals) == 0:
+        raise DataError(f"{config.data.root}: no held-out normal images to draw validation defects on")
     size, channels = normals.size, normals.channels
     pool = TexturePool(config.synthesis.texture_pool, size, channels, seed=seed)
     synthesizer = DefectSynthesizer(config.synthesis, size, channels, pool=pool)
@@ -167,27 +183,16 @@ def labelled_validation(folder: str | Path, config: Config, size: int | None = N
 
 
 @torch.inference_mode()
-def evaluate_detector(
-    detector: Detector,
-    card: ModelCard,
-    vset: ValidationSet,
-    device: torch.device | str = "cpu",
-    batch_size: int = 8,
-    fpr_limit: float = 0.3,
+def evaluate_scorer(
+    scorer: Scorer, vset: ValidationSet, device: torch.device | str = "cpu", batch_size: int = 8, fpr_limit: float = 0.3
 ) -> dict[str, float]:
-    """Image AUROC, pixel AUROC and AUPRO (FPR <= ``fpr_limit``) of ``detector`` on ``vset``."""
-    if (card.image_size, card.channels) != (vset.size, vset.channels):
-        raise ConfigError(
-            f"validation images are {vset.channels}x{vset.size}px but the model expects "
-            f"{card.channels}x{card.image_size}px"
-        )
-    detector.eval()
+    """Image AUROC, pixel AUROC and AUPRO (FPR <= ``fpr_limit``) of ``scorer``'s maps and scores on ``vset``."""
     maps, scores = [], []
     for start in range(0, len(vset), batch_size):
         batch = torch.from_numpy(vset.images[start : start + batch_size]).to(device)
-        m, s = score_images(detector, card, batch)
-        maps.append(m)
-        scores.append(s)
+        m, s = scorer(batch)
+        maps.append(m.float().cpu().numpy())
+        scores.append(s.float().cpu().numpy())
     amaps = np.concatenate(maps).astype(np.float32, copy=False)
     if not np.all(np.isfinite(amaps)):
         raise FloatingPointError("the model's anomaly maps contain NaN or infinite values")
@@ -196,6 +201,42 @@ def evaluate_detector(
         "pixel_auroc": pixel_auroc(vset.masks, amaps),
         "aupro": aupro(vset.masks, amaps, fpr_limit),
     }
+
+
+def evaluate_detector(
+    detector: Detector,
+    card: ModelCard,
+    vset: ValidationSet,
+    device: torch.device | str = "cpu",
+    batch_size: int = 8,
+    fpr_limit: float = 0.3,
+) -> dict[str, float]:
+    """Image AUROC, pixel AUROC and AUPRO (FPR <= ``fpr_limit``) of a saved ``detector`` on ``vset``."""
+    if (card.image_size, card.channels) != (vset.size, vset.channels):
+        raise ConfigError(
+            f"validation images are {vset.channels}x{vset.size}px but the model expects "
+            f"{card.channels}x{card.image_size}px"
+        )
+    detector.eval()
+    return evaluate_scorer(lambda x: detector.score(x, card.score_smoothing), vset, device, batch_size, fpr_limit)
+
+
+def training_validation(
+    detector: Detector,
+    config: Config,
+    normals: ImageDataset,
+    device: torch.device,
+    scorer: Scorer | None = None,
+    n_images: int = DEFAULT_IMAGES,
+) -> dict[str, float]:
+    """The ``synthetic_*`` keys a trainer writes to ``train_summary.json``: the shared set drawn on
+    the trainer's held-out ``normals`` (at ``data.image_size``), scored by ``detector.score`` (or
+    ``scorer``) with ``eval.score_smoothing``. The detector is left in eval mode."""
+    vset = build_synthetic_validation(config, n_images, VALIDATION_SEED, normals=normals)
+    detector.eval()
+    score = scorer or (lambda x: detector.score(x, config.eval.score_smoothing))
+    metrics = evaluate_scorer(score, vset, device, fpr_limit=config.eval.aupro_fpr_limit)
+    return {f"synthetic_{k}": float(v) for k, v in metrics.items()}
 
 
 def synthetic_validation(

@@ -8,18 +8,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch.utils.data import Subset
 
 from texinspect.config import load_config
 from texinspect.data.sample import make_sample_dataset
-from texinspect.errors import ConfigError
+from texinspect.errors import ConfigError, DataError
 from texinspect.models.artifact import ModelCard, save_detector
 from texinspect.models.base import Detector
 from texinspect.training.common import prepare_training_data
 from texinspect.validation import (
+    SUMMARY_KEYS,
+    VALIDATION_SEED,
     build_synthetic_validation,
     evaluate_detector,
     labelled_validation,
     synthetic_validation,
+    training_validation,
 )
 
 from .conftest import REPO
@@ -90,6 +94,30 @@ def test_metrics_are_one_for_an_oracle_and_chance_for_a_blind_detector(sample_ro
     blind = LookupDetector(vset.images, np.zeros_like(vset.masks))
     b = evaluate_detector(blind, _card(64), vset)
     assert b["image_auroc"] == 0.5 and b["pixel_auroc"] == 0.5
+
+
+def test_trainers_measure_the_same_set_through_the_detector_or_a_scorer(sample_root: Path) -> None:
+    """One validation for every family (issue 17 item 5): a trainer's held-out normals give the very
+    set that sweeps and benchmarks build, its summary keys are the shared ones, and a ``scorer``
+    (FMR-Net's patch path for phase-1 candidates) replaces ``detector.score`` on the same images."""
+    config = _config(sample_root)
+    data = prepare_training_data(config)
+    vset = build_synthetic_validation(config, 12, VALIDATION_SEED)
+    again = build_synthetic_validation(config, 12, VALIDATION_SEED, normals=data.val)
+    assert np.array_equal(vset.images, again.images) and np.array_equal(vset.masks, again.masks)
+    oracle = LookupDetector(vset.images, vset.masks)
+    summary = training_validation(oracle, config, data.val, torch.device("cpu"), n_images=12)
+    assert tuple(summary) == SUMMARY_KEYS
+    assert summary["synthetic_image_auroc"] == 1.0 and summary["synthetic_pixel_auroc"] == 1.0
+
+    def inverse(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        maps = 1.0 - oracle.anomaly_map(images)
+        return maps, -oracle.anomaly_map(images).amax(dim=(1, 2))
+
+    flipped = training_validation(oracle, config, data.val, torch.device("cpu"), scorer=inverse, n_images=12)
+    assert flipped["synthetic_image_auroc"] == 0.0 and flipped["synthetic_pixel_auroc"] == 0.0
+    with pytest.raises(DataError, match="no held-out normal"):
+        build_synthetic_validation(config, 12, VALIDATION_SEED, normals=Subset(data.val, []))
 
 
 def test_forty_images_at_128px_are_cheap_on_one_core(tmp_path: Path, fake_family: str) -> None:

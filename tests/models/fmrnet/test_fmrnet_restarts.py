@@ -24,7 +24,7 @@ from texinspect.models.fmrnet.restarts import (
     candidate_phase,
     selection_score,
 )
-from texinspect.models.fmrnet.validation import patch_path_scorer
+from texinspect.models.fmrnet.restarts import patch_path_scorer
 
 REPO = Path(__file__).resolve().parents[3]
 STEPS = 16  # phase 1's step budget, shared by the restarts

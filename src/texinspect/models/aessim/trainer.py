@@ -36,6 +36,7 @@ from texinspect.scoring import ssim_map
 from texinspect.training.checkpoint import Checkpointer
 from texinspect.training.common import MODEL_SUBDIR, VAL_FRACTION, adam, ddp_summary, to_device, write_summary
 from texinspect.training.loop import infinite_batches, phase_dir, run_phase, seed_everything, steps_for
+from texinspect.validation import training_validation
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +153,9 @@ def _train(config: Config, out: Path, resume: bool, ctx: DistContext) -> Path:
         return out / MODEL_SUBDIR
     net.eval()
     stats = calibrate(net, val_set, config.eval, device)
+    synthetic = training_validation(net, config, val_set, device)  # the same set as every family's
     extra = {
+        **synthetic,
         "patch": net.patch,
         "stride": net.stride,
         "lr": LR,

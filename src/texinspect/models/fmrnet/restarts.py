@@ -41,11 +41,12 @@ from texinspect.models.fmrnet.memory_bank import (
     load_encoder_source,
     load_memory_bank,
 )
-from texinspect.models.fmrnet.validation import patch_path_scorer, synthetic_validation
+from texinspect.models.fmrnet.network import FMRNet
 from texinspect.pipeline.distributed import barrier, is_main_process
 from texinspect.training.checkpoint import Checkpointer
 from texinspect.training.common import TrainData
 from texinspect.training.loop import PhaseResult, phase_dir
+from texinspect.validation import Scorer, training_validation
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,19 @@ def _end_step(checkpoint: Path) -> int | None:
     return int(torch.load(checkpoint, map_location="cpu", weights_only=True).get("step", -1))
 
 
+def patch_path_scorer(net: FMRNet) -> Scorer:
+    """The patch path alone (encoder + memory, no decoder): each pixel gets the mean memory distance
+    of the windows covering it, each image its largest window distance (the ``patch`` image rule).
+    A phase-1 candidate has no trained decoder yet, so this is what can be measured of it."""
+
+    def score(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        windows = net.patch_scores(images)
+        maps = net.stitch_window_scores(windows, images.shape[-2], images.shape[-1])
+        return maps, windows.flatten(1).amax(dim=1)
+
+    return score
+
+
 def score_candidate(
     config: Config, run_dir: Path, phase: str, data: TrainData, device: torch.device
 ) -> dict[str, float]:
@@ -112,9 +126,7 @@ def score_candidate(
     bank_path = build_memory_bank(config, checkpoint, run_dir / MEMORY_FILE, images=data.train)
     net, _ = load_encoder_source(config, checkpoint, device)
     net.set_memory(load_memory_bank(bank_path, config)["memory"])
-    return synthetic_validation(
-        net, data.val, data.synthetic.synthesizer, config, device, scorer=patch_path_scorer(net)
-    )
+    return training_validation(net, config, data.val, device, scorer=patch_path_scorer(net))
 
 
 def promote(run_dir: Path, phase: str, out: Path, index: int) -> Path:

@@ -65,7 +65,6 @@ from texinspect.models.fmrnet.restarts import (
     select_phase1,
     selection_done,
 )
-from texinspect.models.fmrnet.validation import synthetic_validation
 from texinspect.pipeline.distributed import DDPForward, barrier, init_distributed, is_main_process, session
 from texinspect.scoring import k_sigma_threshold
 from texinspect.training.checkpoint import Checkpointer
@@ -79,6 +78,7 @@ from texinspect.training.common import (
     write_summary,
 )
 from texinspect.training.loop import PhaseResult, infinite_batches, phase_dir, run_phase, seed_everything
+from texinspect.validation import training_validation
 
 log = logging.getLogger(__name__)
 
@@ -484,7 +484,7 @@ def _finish(
         "memory_codes": int(bank.get("n_codes", 0)),
     }
     model_dir = finalize_model(net, config, out, data.val, device, extra=extra)
-    validation = synthetic_validation(net, data.val, data.synthetic.synthesizer, config, device)
+    validation = training_validation(net, config, data.val, device)
     log.info("synthetic-defect validation on held-out normals: %s", validation)
     summary = {
         "family": "fmrnet",

@@ -29,7 +29,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import Subset
 
 from texinspect.config import Config
 from texinspect.data.datasets import ImageDataset
@@ -43,9 +42,7 @@ from texinspect.losses import (
 )
 from texinspect.models.rbae.network import RBAM_LAYERS, RBAENet
 from texinspect.models.rbae.reference import choose_reference
-from texinspect.models.rbae.validation import synthetic_auroc
 from texinspect.pipeline.distributed import DDPForward, DistContext, is_main_process, session
-from texinspect.synthesis.dataset import SyntheticDefectDataset
 from texinspect.training.checkpoint import Checkpointer
 from texinspect.training.common import (
     MODEL_SUBDIR,
@@ -58,10 +55,10 @@ from texinspect.training.common import (
     write_summary,
 )
 from texinspect.training.loop import infinite_batches, phase_dir, run_phase, seed_everything, steps_for
+from texinspect.validation import training_validation
 
 log = logging.getLogger(__name__)
 
-SYNTHETIC_VAL_IMAGES = 64  # held-out normal images that get artificial defects for validation
 
 
 def train_size(config: Config) -> int:
@@ -284,10 +281,7 @@ def _train(config: Config, out: Path, resume: bool, ctx: DistContext) -> Path:
     if not is_main_process():
         return out / MODEL_SUBDIR
     net.eval()
-    synth_val = SyntheticDefectDataset(
-        _head(data.val, SYNTHETIC_VAL_IMAGES), data.synthetic.synthesizer, seed=config.seed + 7919
-    )
-    synthetic = synthetic_auroc(net, synth_val, device, config.eval.score_smoothing)
+    synthetic = training_validation(net, config, val_full, device)
     log.info(
         "synthetic defects on held-out normals: image AUROC %.3f, pixel AUROC %.3f",
         synthetic["synthetic_image_auroc"],
@@ -350,6 +344,3 @@ def _saved_step(ckpt: Checkpointer, phase: str) -> int:
     payload = ckpt.load_phase(phase)
     return int(payload["step"]) if payload is not None else 0
 
-
-def _head(dataset: ImageDataset, n: int) -> Subset:
-    return Subset(dataset, range(min(n, len(dataset))))
