@@ -10,6 +10,15 @@ edge and cloud time per image and the bytes a flagged image uploads beside its e
     .venv/bin/python benchmarks/serving_load.py --model rbae=runs/rbae/model --model fmrnet=runs/fmrnet/model \
         --requests 32 --concurrency 1 4 16 --out benchmarks/results/serving_load.json
 
+``--bad-share S`` is the robustness run instead (issue 20): one server, ``--requests`` requests at the
+first ``--concurrency`` level, a share S of them bad in every way the server must answer with a 4xx
+(``BAD_KINDS``), and a few large 16-bit PNGs among the good ones. It counts statuses, 5xx and
+connection errors, samples the server's RSS, and counts the server log's lines: a bad request must
+add exactly one line (a WARNING) to what a good one logs, and no traceback:
+
+    .venv/bin/python benchmarks/serving_load.py --model rbae=runs/rbae/model --requests 10000 \
+        --concurrency 16 --bad-share 0.2 --out benchmarks/results/serving_robustness.json
+
 Client and server share the machine's cores: numbers are for this machine, not a cluster.
 """
 
@@ -99,7 +108,7 @@ def start_server(
     cmd += ["--model", f"{name}={model_dir}", "--threads", str(threads), "--device", "cpu"]
     if batching:
         cmd += ["--max-batch", str(max_batch)]
-    log = (workdir / f"server-{name}-{port}.log").open("wb")
+    log = server_log(workdir, name, port).open("wb")
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     base = f"http://{HOST}:{port}"
@@ -117,6 +126,10 @@ def start_server(
         time.sleep(0.3)
     stop_server(proc)
     raise RuntimeError("server not ready in 180 s")
+
+
+def server_log(workdir: Path, name: str, port: int) -> Path:
+    return workdir / f"server-{name}-{port}.log"
 
 
 def stop_server(proc: Any) -> None:
@@ -227,6 +240,263 @@ def http_load(
             stop_server(proc)
 
 
+# --------------------------------------------------------------------------- robustness (bad requests)
+
+
+def _png16(side: int) -> bytes:
+    """A 16-bit grayscale PNG of ``side`` x ``side`` that compresses well (a ramp): a large upload
+    within the default limits (6000 px: 36 M pixels in ~0.6 MB)."""
+    import io
+
+    from PIL import Image
+
+    ramp = np.tile(np.linspace(0, 65535, side).astype(np.uint16), (side, 1))
+    buf = io.BytesIO()
+    Image.fromarray(ramp).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def bad_kinds(name: str, size: int, good_png: bytes) -> dict[str, tuple[str, str, bytes, dict[str, str], int]]:
+    """Every kind of bad request of issue 20's probes: kind -> (method, path, body, headers, status)."""
+    import io
+
+    from PIL import Image
+
+    b64 = lambda data: base64.b64encode(data).decode()  # noqa: E731
+    as_json = {"content-type": "application/json"}
+    v1, v2 = f"/v1/models/{name}:predict", f"/v2/models/{name}/infer"
+
+    def v1_body(data: bytes) -> bytes:
+        return json.dumps({"instances": [{"image_b64": b64(data)}]}).encode()
+
+    def tensor(shape: list[int], count: int, value: float = 0.5) -> bytes:
+        return json.dumps(
+            {"inputs": [{"name": "image_tensor", "datatype": "FP32", "shape": shape, "data": [value] * count}]}
+        ).encode()
+
+    nan = io.BytesIO()
+    Image.fromarray(np.full((64, 64), np.nan, np.float32), mode="F").save(nan, format="TIFF")
+    bomb = io.BytesIO()
+    Image.new("L", (7000, 7000)).save(bomb, format="PNG")  # 49 M pixels, over the default 36 M
+    per_image = 3 * size * size
+    wrap = next(k for k in range(1, 64) if (2**k * per_image) % 2**64 == 0)  # int64 product wraps here
+    header = json.dumps(
+        {"inputs": [{"name": "image_tensor", "datatype": "FP32", "shape": [1, 3, size, size],
+                     "parameters": {"binary_data_size": 10**9}}]}
+    ).encode()  # fmt: skip
+    return {
+        "v1-bad-base64": ("POST", v1, b'{"instances": [{"image_b64": "not*base64!"}]}', as_json, 400),
+        "v1-truncated-png": ("POST", v1, v1_body(good_png[: len(good_png) // 2]), as_json, 400),
+        "v1-nan-tiff": ("POST", v1, v1_body(nan.getvalue()), as_json, 400),
+        "v1-decompression-bomb": ("POST", v1, v1_body(bomb.getvalue()), as_json, 400),
+        "v1-malformed-json": ("POST", v1, b'{"instances": [', as_json, 400),
+        "v1-unknown-model": ("POST", "/v1/models/nosuchmodel:predict", v1_body(good_png), as_json, 404),
+        "v1-get-predict": ("GET", v1, b"", {}, 405),
+        "v2-wrong-shape": ("POST", v2, tensor([1, 3, size, size - 1], per_image - 3 * size), as_json, 400),
+        "v2-out-of-range": ("POST", v2, tensor([1, 3, size, size], per_image, 3.0), as_json, 400),
+        "v2-shape-overflow": ("POST", v2, tensor([2**wrap + 1, 3, size, size], per_image), as_json, 400),
+        "v2-missing-data": ("POST", v2, b'{"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1]}]}', as_json, 422),
+        "v2-text-plain": ("POST", v2, tensor([1, 3, size, size], per_image), {"content-type": "text/plain"}, 415),
+        "v2-binary-size-past-body": (
+            "POST", v2, header + np.zeros(per_image, "<f4").tobytes(),
+            {"content-type": "application/octet-stream", "inference-header-content-length": str(len(header))}, 400,
+        ),
+    }  # fmt: skip
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _log_counts(path: Path) -> dict[str, int]:
+    text = path.read_text(errors="replace")
+    lines = text.splitlines()
+    return {
+        "lines": len(lines),
+        "bytes": len(text.encode()),
+        "client_error_lines": sum(" WARNING texinspect.serving.http: 4" in line for line in lines),
+        "tracebacks": text.count("Traceback (most recent call last)"),
+        "error_lines": sum(" ERROR " in line for line in lines),
+    }
+
+
+async def _mixed_load(
+    base: str, plan: list[tuple[str, str, str, bytes, dict[str, str], int]], concurrency: int, pid: int
+) -> dict[str, Any]:
+    """Send ``plan`` (kind, method, path, body, headers, expected status) at ``concurrency``; sample RSS."""
+    import httpx
+
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    statuses: dict[str, dict[str, int]] = {}
+    unexpected: dict[str, int] = {}
+    transport_errors: dict[str, int] = {}
+    rss: list[tuple[float, float]] = []
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(len(plan)):
+        queue.put_nowait(i)
+    done = asyncio.Event()
+    t0 = time.perf_counter()
+
+    async def sample() -> None:
+        while not done.is_set():
+            rss.append((time.perf_counter() - t0, _rss_mb(pid)))
+            try:
+                await asyncio.wait_for(done.wait(), timeout=1.0)
+            except TimeoutError:
+                pass
+
+    async with httpx.AsyncClient(base_url=base, timeout=600, limits=limits) as client:
+
+        async def worker() -> None:
+            while not queue.empty():
+                kind, method, path, body, headers, want = plan[queue.get_nowait()]
+                try:
+                    r = await client.request(method, path, content=body or None, headers=headers)
+                    statuses.setdefault(kind, {}).setdefault(str(r.status_code), 0)
+                    statuses[kind][str(r.status_code)] += 1
+                    if r.status_code != want:
+                        key = f"{kind}: {r.status_code} (want {want})"
+                        unexpected[key] = unexpected.get(key, 0) + 1
+                except httpx.TransportError as exc:
+                    key = f"{kind}: {type(exc).__name__}"
+                    transport_errors[key] = transport_errors.get(key, 0) + 1
+
+        sampler = asyncio.create_task(sample())
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        done.set()
+        await sampler
+    rss.append((time.perf_counter() - t0, _rss_mb(pid)))
+    return {"wall_s": time.perf_counter() - t0, "statuses": statuses, "unexpected": unexpected,
+            "transport_errors": transport_errors, "rss": rss}  # fmt: skip
+
+
+def robustness(
+    name: str,
+    model_dir: Path,
+    requests: int,
+    concurrency: int,
+    bad_share: float,
+    threads: int,
+    workdir: Path,
+    large_every: int = 500,
+    warmup: int = 300,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """One server (batching off), ``warmup`` good requests, then ``requests`` mixed ones (see module doc)."""
+    from texinspect.models.artifact import load_card
+
+    card = load_card(model_dir)
+    images = sample_images(card.image_size, 8, workdir / name)
+    kinds = bad_kinds(name, card.image_size, images[0])
+    good = [("good", "POST", f"/v1/models/{name}:predict",
+             json.dumps({"instances": [{"image_b64": base64.b64encode(img).decode()}]}).encode(),
+             {"content-type": "application/json"}, 200) for img in images]  # fmt: skip
+    large = ("good-large-16bit-png", "POST", f"/v1/models/{name}:predict",
+             json.dumps({"instances": [{"image_b64": base64.b64encode(_png16(6000)).decode()}]}).encode(),
+             {"content-type": "application/json"}, 200)  # fmt: skip
+    bad = [(kind, *spec) for kind, spec in kinds.items()]
+    rng = np.random.default_rng(seed)
+    plan = []
+    for i in range(requests):
+        if rng.random() < bad_share:
+            plan.append(bad[int(rng.integers(len(bad)))])
+        elif large_every and i % large_every == large_every // 2:
+            plan.append(large)
+        else:
+            plan.append(good[i % len(good)])
+    proc, base = start_server(name, model_dir, threads, False, workdir)
+    port = int(base.rsplit(":", 1)[1])
+    log_path = server_log(workdir, name, port)
+    try:
+        started = _log_counts(log_path)
+        warm = asyncio.run(_mixed_load(base, [good[i % len(good)] for i in range(warmup)], concurrency, proc.pid))
+        time.sleep(1.0)
+        before = _log_counts(log_path)
+        rss_start = _rss_mb(proc.pid)
+        run = asyncio.run(_mixed_load(base, plan, concurrency, proc.pid))
+        time.sleep(1.0)
+        rss_end = _rss_mb(proc.pid)
+        after = _log_counts(log_path)
+        alive = proc.poll() is None
+    finally:
+        stop_server(proc)
+    n_bad = sum(1 for p in plan if p[0] not in ("good", "good-large-16bit-png"))
+    n_good = requests - n_bad
+    warm_lines = (before["lines"] - started["lines"]) / max(1, warmup)  # what a good request logs
+    lines = after["lines"] - before["lines"]
+    samples = [v for _, v in run["rss"]]
+    half = samples[len(samples) // 2 :]
+    status_totals: dict[str, int] = {}
+    for per_kind in run["statuses"].values():
+        for code, n in per_kind.items():
+            status_totals[code] = status_totals.get(code, 0) + n
+    result = {
+        "model": name,
+        "family": card.family,
+        "image_size": card.image_size,
+        "requests": requests,
+        "concurrency": concurrency,
+        "bad_requests": n_bad,
+        "bad_kinds": len(bad),
+        "good_requests": n_good,
+        "large_16bit_png_requests": sum(1 for p in plan if p[0] == "good-large-16bit-png"),
+        "wall_s": run["wall_s"],
+        "throughput_rps": requests / run["wall_s"],
+        "status_totals": dict(sorted(status_totals.items())),
+        "statuses_by_kind": run["statuses"],
+        "unexpected_statuses": run["unexpected"],
+        "responses_5xx": sum(n for code, n in status_totals.items() if code.startswith("5")),
+        "connection_errors": sum(run["transport_errors"].values()),
+        "transport_errors": run["transport_errors"],
+        "server_alive_after": alive,
+        "rss_mb": {
+            "after_warmup": rss_start,
+            "end": rss_end,
+            "max": max(samples),
+            "min": min(samples),
+            "second_half_min": min(half),
+            "second_half_max": max(half),
+            "samples": len(samples),
+        },
+        "log": {
+            "lines_per_warmup_request": warm_lines,
+            "lines_added": lines,
+            "bytes_added": after["bytes"] - before["bytes"],
+            "client_error_lines_added": after["client_error_lines"] - before["client_error_lines"],
+            "lines_added_beyond_one_per_bad": lines - (after["client_error_lines"] - before["client_error_lines"]),
+            "tracebacks_added": after["tracebacks"] - before["tracebacks"],
+            "error_lines_added": after["error_lines"] - before["error_lines"],
+        },
+        "warmup": {"requests": warmup, "statuses": warm["statuses"]},
+    }
+    print(robustness_markdown(result), flush=True)
+    return result
+
+
+def robustness_markdown(r: dict[str, Any]) -> str:
+    rss, log = r["rss_mb"], r["log"]
+    return "\n".join(
+        [
+            "| figure | value |",
+            "|---|---|",
+            f"| requests (concurrency {r['concurrency']}) | {r['requests']} in {r['wall_s']:.0f} s ({r['throughput_rps']:.1f} req/s) |",
+            f"| bad requests | {r['bad_requests']} ({100 * r['bad_requests'] / r['requests']:.1f} %), {r['bad_kinds']} kinds |",
+            f"| good requests (of them 6000x6000 16-bit PNGs) | {r['good_requests']} ({r['large_16bit_png_requests']}) |",
+            f"| statuses | {', '.join(f'{k}: {v}' for k, v in r['status_totals'].items())} |",
+            f"| answers not as expected | {sum(r['unexpected_statuses'].values())} |",
+            f"| 5xx | {r['responses_5xx']} |",
+            f"| connection errors | {r['connection_errors']} |",
+            f"| server RSS (MB): after warm-up, min-max during the run, end | {rss['after_warmup']:.0f}, {rss['min']:.0f}-{rss['max']:.0f}, {rss['end']:.0f} |",
+            f"| log lines added / of them client-error WARNINGs | {log['lines_added']} / {log['client_error_lines_added']} |",
+            f"| log lines per request besides those WARNINGs | {log['lines_added_beyond_one_per_bad'] / r['requests']:.2f} |",
+            f"| tracebacks / ERROR lines in the log | {log['tracebacks_added']} / {log['error_lines_added']} |",
+        ]
+    )
+
+
 # --------------------------------------------------------------------------- edge split
 
 
@@ -280,7 +550,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats of every (mode, level)")
     parser.add_argument("--raw-images", type=int, default=16, help="images for the raw-model measurement")
     parser.add_argument("--out", default=None, help="write the results as JSON here")
+    parser.add_argument(
+        "--bad-share", type=float, default=0.0,
+        help="robustness run: this share of --requests is bad (4xx expected), at the first --concurrency",
+    )  # fmt: skip
+    parser.add_argument("--large-every", type=int, default=500, help="robustness run: a 6000 px 16-bit PNG every N")
     args = parser.parse_args(argv)
+    if args.bad_share > 0:
+        return robustness_main(args)
 
     results: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__},
@@ -324,6 +601,31 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(results, indent=2))
     print(markdown(results))
+    return 0
+
+
+def robustness_main(args: argparse.Namespace) -> int:
+    results: dict[str, Any] = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "load_average_before": os.getloadavg(),
+        },
+        "settings": {k: v for k, v in vars(args).items() if k != "out"},
+        "models": {},
+    }
+    with tempfile.TemporaryDirectory(prefix="serving-robustness-") as tmp:
+        for spec in args.model:
+            name, _, path = spec.partition("=")
+            results["models"][name] = robustness(
+                name, Path(path), args.requests, args.concurrency[0], args.bad_share, args.threads, Path(tmp),
+                large_every=args.large_every,
+            )  # fmt: skip
+    results["machine"]["load_average_after"] = os.getloadavg()
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(results, indent=2))
     return 0
 
 

@@ -101,3 +101,89 @@ def test_roundtrip_through_flat_keys() -> None:
     assert flat["rbae.loss.seg"] == 1.0
     again = Config().with_overrides(flat)
     assert again == cfg
+
+
+# --------------------------------------------------------------------------- value ranges (issue 20)
+
+
+def _numeric_defaults() -> dict[str, object]:
+    from texinspect.config_ranges import is_numeric
+
+    return {k: v for k, v in Config().flat().items() if is_numeric(v)}
+
+
+def test_every_numeric_key_of_params_yaml_has_a_range_rule() -> None:
+    """A new numeric key without a rule would again accept any value: each one must have a rule,
+    and every rule must name a key that exists."""
+    from texinspect.config_ranges import RULES
+
+    numeric = _numeric_defaults()
+    from_file = {k for k, v in load_config(PARAMS).flat().items() if k in numeric}
+    assert from_file == set(numeric)  # params.yaml holds them all (test above: same values)
+    assert sorted(set(numeric) - set(RULES)) == []
+    assert sorted(set(RULES) - set(numeric)) == []
+
+
+def _bad_values() -> list[tuple[str, object]]:
+    from texinspect.config_ranges import RULES
+
+    defaults = _numeric_defaults()
+    cases = []
+    for key, rule in RULES.items():
+        default = defaults[key]
+        sample = default[0] if isinstance(default, list) else default
+        for bad in rule.outside():
+            if isinstance(sample, int):  # int keys: the bound itself as an int (NaN is a type error)
+                if bad != bad:
+                    continue
+                bad = int(bad) if float(bad).is_integer() else bad
+                if not isinstance(bad, int):
+                    continue
+            cases.append((key, [bad] if isinstance(default, list) else bad))
+    return cases
+
+
+@pytest.mark.parametrize(("key", "bad"), _bad_values(), ids=lambda v: str(v))
+def test_every_numeric_key_refuses_values_out_of_its_range(key: str, bad: object) -> None:
+    with pytest.raises(ConfigError) as err:
+        Config().with_overrides({key: bad})  # the same check as load_config, without reading the file
+    assert f"'{key}" in str(err.value) and "expected" in str(err.value)
+
+
+def test_defaults_and_profiles_are_in_range() -> None:
+    from texinspect.config_ranges import validate_ranges
+
+    validate_ranges(Config())
+    for name in load_profiles(PARAMS):
+        validate_ranges(load_config(PARAMS, profile=name))
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.batch_size=0", "config key 'train.batch_size': expected a value >= 1, got 0"),
+        ("train.batch_size=-4", "config key 'train.batch_size': expected a value >= 1, got -4"),
+        ("train.max_minutes=-1", "config key 'train.max_minutes': expected a value >= 0"),
+        ("train.checkpoint_every=-1", "config key 'train.checkpoint_every': expected a value >= 0"),
+        ("synthesis.defect_probability=1.5", "'synthesis.defect_probability': expected a value in [0, 1]"),
+        ("rbae.widths=[8, 0, 16, 32, 32]", "'rbae.widths[1]': expected a value >= 1, got 0"),
+        ("data.channels=2", "'data.channels': expected one of [1, 3], got 2"),
+        ("train.lr=.nan", "'train.lr': expected a value > 0, got nan"),
+    ],
+)
+def test_out_of_range_overrides_name_key_rule_and_value(override: str, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(PARAMS, [override], profile="smoke")
+    assert message in str(err.value)
+
+
+def test_cli_refuses_batch_size_zero_before_training(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from texinspect.cli import main
+
+    out = tmp_path / "run"
+    code = main(["train", "--config", str(PARAMS), "--profile", "smoke", "--out", str(out), "--no-track",
+                 "--set", "train.batch_size=0"])  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: config key 'train.batch_size': expected a value >= 1, got 0"]
+    assert not out.exists()

@@ -1,8 +1,9 @@
 """``texinspect`` command line: parses arguments and calls one stage function each.
 
 The same commands are what `dvc.yaml` stages and the Kubeflow components run, so there is one
-implementation of every stage. Errors meant for people (bad data, bad config) print one line
-``error: ...`` and exit 2 instead of a traceback.
+implementation of every stage. Errors meant for people (bad data, bad config, a corrupt
+checkpoint, a full disk or a read-only output folder) print one line ``error: ...`` and exit 2
+instead of a traceback.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from texinspect.errors import ConfigError, TexinspectError
+from texinspect.outputs import describe_os_error, is_environment_error
 
 log = logging.getLogger("texinspect")
 
@@ -151,6 +153,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except TexinspectError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a write outside texinspect.outputs: a full disk, no permission, ...
+        if not is_environment_error(exc):
+            raise
+        print(f"error: {describe_os_error(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: checkpoints written so far are kept; rerun the same command to resume", file=sys.stderr)

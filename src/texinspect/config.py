@@ -1,8 +1,9 @@
 """Typed configuration: ``params.yaml`` plus named profiles plus ``--set key=value`` overrides.
 
 One file holds every hyper-parameter (the papers' values are the defaults); the same keys are DVC
-params, KFP pipeline parameters and Optuna search dimensions. Unknown keys and wrong types are
-errors that name the dotted key, so a typo never silently falls back to a default.
+params, KFP pipeline parameters and Optuna search dimensions. Unknown keys, wrong types and
+numbers out of their key's range (``config_ranges``) are errors that name the dotted key, so a
+typo never silently falls back to a default and ``train.batch_size=0`` never trains at all.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 import yaml
 
+from texinspect.config_ranges import validate_ranges
 from texinspect.errors import ConfigError
 from texinspect.models.fmrnet.config import FMRNetConfig
 from texinspect.models.rbae.config import RBAEConfig
+from texinspect.outputs import write_text_atomic
 
 
 @dataclass
@@ -140,7 +143,9 @@ class Config:
     def with_overrides(self, overrides: list[str] | dict[str, Any]) -> Config:
         data = self.to_dict()
         apply_overrides(data, overrides)
-        return from_dict(Config, data)
+        config = from_dict(Config, data)
+        validate_ranges(config)
+        return config
 
 
 # --------------------------------------------------------------------------- loading
@@ -173,7 +178,9 @@ def load_config(
         apply_overrides(data, flatten(profiles[profile]))
     if overrides:
         apply_overrides(data, overrides)
-    return from_dict(Config, data)
+    config = from_dict(Config, data)
+    validate_ranges(config)
+    return config
 
 
 def load_profiles(path: str | Path = "params.yaml") -> dict[str, dict[str, Any]]:
@@ -184,7 +191,7 @@ def load_profiles(path: str | Path = "params.yaml") -> dict[str, dict[str, Any]]
 
 
 def save_config(config: Config, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    write_text_atomic(path, yaml.safe_dump(config.to_dict(), sort_keys=False))
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -19,3 +19,11 @@ class ModelError(TexinspectError):
 
 class WeightsUnavailableError(TexinspectError):
     """Pretrained weights (e.g. VGG-16 for the perceptual loss) are not on this machine."""
+
+
+class CheckpointError(TexinspectError):
+    """A training checkpoint cannot be read (truncated, corrupt, not ours); the message says what to do."""
+
+
+class OutputError(TexinspectError):
+    """An output file or folder cannot be written (read-only, a file where a folder is needed, disk full)."""

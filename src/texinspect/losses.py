@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from texinspect.errors import WeightsUnavailableError
+from texinspect.torch_files import load_torch_file
 
 log = logging.getLogger(__name__)
 
@@ -163,12 +164,12 @@ def find_vgg16_weights(path: str = "") -> Path:
 
 def load_vgg16_prefix(path: Path) -> nn.Sequential:
     """VGG-16 up to relu3_1 with the weights of ``path`` (torchvision key names), frozen."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear message
-        raise WeightsUnavailableError(
-            f"{path}: cannot read VGG-16 weights ({exc}); " + HOW_TO_FIX.format(cache=hub_cache_dir())
-        ) from exc
+    state = load_torch_file(
+        path,
+        f"{path}: not a VGG-16 weights file, or corrupted; refusing to load it; "
+        + HOW_TO_FIX.format(cache=hub_cache_dir()),
+        WeightsUnavailableError,
+    )
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
     net = _vgg16_prefix()

@@ -161,3 +161,30 @@ def test_load_mask_binarises_and_uses_nearest(tmp_path: Path, tools) -> None:
     assert load_mask(path, None).shape == (8, 8)
     rgb = tools.write(tmp_path / "rgb_mask.png", np.stack([tools.square_mask(8)] * 3, axis=2))
     np.testing.assert_array_equal(mask_array(rgb), tools.square_mask(8))
+
+
+def _float_tiff(values: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(values.astype(np.float32), mode="F").save(buffer, format="TIFF")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_float_images_with_non_finite_pixels_are_refused(tmp_path: Path, bad: float) -> None:
+    """A float TIFF of NaN used to decode to a NaN map that scored as "not defective" (issue 20)."""
+    values = np.full((12, 12), 0.5, np.float32)
+    values[3, 4] = bad
+    data = _float_tiff(values)
+    with pytest.raises(DataError) as exc:
+        decode_image_bytes(data, 8, 3, name="instances[0].image_b64")
+    assert one_line(exc) == (
+        "instances[0].image_b64: 1 of 144 pixels are NaN or infinite; expected finite values (a float image in [0, 1])"
+    )
+    path = tmp_path / "nan.tiff"
+    path.write_bytes(data)
+    with pytest.raises(DataError, match=f"{path}: 1 of 144 pixels are NaN or infinite"):
+        load_image(path, 8, 3)
+    with pytest.raises(DataError, match=f"{path}: 1 of 144 pixels are NaN or infinite"):
+        mask_array(path)
+    finite = _float_tiff(np.full((12, 12), 0.25, np.float32))  # finite float images still load
+    np.testing.assert_allclose(decode_image_bytes(finite, 12, 1), 0.25)

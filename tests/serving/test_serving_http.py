@@ -5,7 +5,10 @@ bad-input case answered with a 4xx that names the problem while the server keeps
 
 from __future__ import annotations
 
+import http.client
+import io
 import json
+import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -15,6 +18,7 @@ import pandas as pd
 import pytest
 import serving_toy_family as toy
 import torch
+from PIL import Image
 from serving_helpers import RunningServer, b64, png_bytes, running_server, write_images
 
 from texinspect.data.images import load_image
@@ -328,6 +332,18 @@ def _bytes_input(items: list[str], shape: list[int] | None = None) -> dict[str, 
     return {"inputs": [{"name": "image", "datatype": "BYTES", "shape": shape or [len(items)], "data": items}]}
 
 
+def _nan_tiff() -> bytes:
+    """A float32 TIFF full of NaN: it used to answer 200 with score null and is_defect false."""
+    buf = io.BytesIO()
+    Image.fromarray(np.full((40, 40), np.nan, np.float32), mode="F").save(buf, format="TIFF")
+    return buf.getvalue()
+
+
+# numpy's int64 product of this shape wraps to exactly 3 * SIZE * SIZE: it passed the count check
+OVERFLOW_SHAPE = [2**54 + 1, 3, SIZE, SIZE]
+assert int(np.prod(OVERFLOW_SHAPE)) == 3 * SIZE * SIZE
+
+
 # (id, protocol, model, body or raw bytes, status, text the error must contain)
 BAD_CASES: list[tuple[str, str, str, Any, int, str]] = [
     ("v1-malformed-json", "v1", "toy", b'{"instances": [', 400, "Unrecognized request format"),
@@ -481,6 +497,31 @@ BAD_CASES: list[tuple[str, str, str, Any, int, str]] = [
         "nosuchmodel does not exist",
     ),
     ("v2-unknown-model", "v2", "nosuchmodel", _bytes_input(["AAAA"]), 404, "nosuchmodel does not exist"),
+    (
+        "v2-shape-overflow",
+        "v2",
+        "toy",
+        _tensor(OVERFLOW_SHAPE, count=3 * SIZE * SIZE),
+        400,
+        f"shape {OVERFLOW_SHAPE}: axis 0 is {2**54 + 1}, over the limit",
+    ),
+    (
+        "v2-tensor-too-many-images",
+        "v2",
+        "toy",
+        _tensor([MAX_IMAGES + 1, 3, SIZE, SIZE]),
+        400,
+        f"{MAX_IMAGES + 1} images in one request, over the limit of {MAX_IMAGES}",
+    ),
+    (
+        "v1-nan-tiff",
+        "v1",
+        "toy",
+        {"instances": [{"image_b64": b64(_nan_tiff())}]},
+        400,
+        "instances[0].image_b64: 1600 of 1600 pixels are NaN or infinite",
+    ),
+    ("v2-nan-tiff", "v2", "toy", _bytes_input([b64(_nan_tiff())]), 400, "pixels are NaN or infinite"),
 ]
 
 
@@ -585,6 +626,16 @@ def test_bad_binary_bodies_are_4xx(server: RunningServer, setup: dict[str, Any])
             "not UTF-8 text; send each image base64-encoded",
         ),
         (json.dumps({"no_inputs": []}).encode(), b"", "misses the key 'inputs'"),
+        (  # a size larger than the body used to be cut silently to what was there
+            json.dumps({"inputs": [{**short, "shape": [1, 3, SIZE, SIZE], "parameters": {"binary_data_size": 10**9}}]}).encode(),
+            np.zeros(3 * SIZE * SIZE, dtype="<f4").tobytes(),
+            f"binary_data_size is 1000000000 bytes, but only {3 * SIZE * SIZE * 4} bytes of the body are left",
+        ),
+        (
+            json.dumps({"inputs": [{**short, "parameters": {"binary_data_size": -5}}]}).encode(),
+            blob,
+            "binary_data_size must be a byte count >= 0, got -5",
+        ),
     ]
     with server.client() as c:
         for header, tail, text in cases:
@@ -600,3 +651,86 @@ def test_bad_binary_bodies_are_4xx(server: RunningServer, setup: dict[str, Any])
             assert text in r.text
     _good_v1(server, setup)
     assert server.alive()
+
+
+# --------------------------------------------------------------------------- methods, content types, logs (issue 20)
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/v1/models/toy:predict"),
+        ("PUT", "/v1/models/toy:predict"),
+        ("GET", "/v1/models/nosuchmodel:predict"),
+        ("GET", "/v2/models/toy/infer"),
+        ("DELETE", "/v2/models/toy/infer"),
+    ],
+)
+def test_wrong_method_on_an_inference_path_is_405_naming_it(server: RunningServer, method: str, path: str) -> None:
+    """`GET /v1/models/tile:predict` used to answer 404 "Model with name tile:predict does not exist"."""
+    with server.client() as c:
+        r = c.request(method, path)
+        assert r.status_code == 405, r.text
+        assert r.json() == {"error": f"method {method} is not allowed on this endpoint; send the request with POST"}
+        assert r.headers["allow"] == "POST"
+        assert c.get("/v1/models/toy").json() == {"name": "toy", "ready": True}  # readiness still answers
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "image/png"])
+def test_v2_body_of_a_non_json_content_type_is_415_naming_it(
+    server: RunningServer, setup: dict[str, Any], content_type: str
+) -> None:
+    """It used to be a 400 about a missing `inference-header-content-length` header."""
+    body = json.dumps(_bytes_input([b64(_image(setup))])).encode()
+    with server.client() as c:
+        r = c.post("/v2/models/toy/infer", content=body, headers={"content-type": content_type})
+    assert r.status_code == 415, r.text
+    assert f"content type '{content_type}' is not supported for V2 inference" in r.json()["error"]
+    _good_v1(server, setup)
+
+
+def test_overflowing_shape_is_400_and_the_connection_stays_open(server: RunningServer) -> None:
+    """The overflowing shape used to answer 500 and reset the keep-alive connection, so the client's
+    next request on it failed: both requests go over one connection here."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    try:
+        body = json.dumps(_tensor(OVERFLOW_SHAPE, count=3 * SIZE * SIZE))
+        conn.request("POST", "/v2/models/toy/infer", body=body, headers={"content-type": "application/json"})
+        first = conn.getresponse()
+        assert first.status == 400 and b"over the limit" in first.read()
+        assert first.getheader("connection", "").lower() != "close"
+        sock = conn.sock
+        conn.request("GET", "/v2/models/toy/ready")
+        second = conn.getresponse()
+        assert second.status == 200 and json.loads(second.read()) == {"name": "toy", "ready": True}
+        assert conn.sock is sock  # the same connection, not a silent reconnect
+    finally:
+        conn.close()
+
+
+def test_client_errors_log_one_warning_line_each_and_no_traceback(
+    server: RunningServer, setup: dict[str, Any]
+) -> None:
+    """Each 4xx used to be logged at ERROR with a ~2 KB traceback: a client could fill the disk."""
+    bad = [
+        ("POST", "/v1/models/toy:predict", {"instances": [{"image_b64": "not*base64!"}]}, 400),
+        ("POST", "/v2/models/toy/infer", _tensor([1, 3, SIZE, SIZE], value=3.0), 400),
+        ("POST", "/v1/models/nosuchmodel:predict", {"instances": []}, 404),
+        ("GET", "/v1/models/toy:predict", None, 405),
+        ("POST", "/v2/models/toy/infer", {"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1]}]}, 422),
+    ]
+    ids = []
+    with server.client() as c:
+        for i, (method, path, body, status) in enumerate(bad):
+            rid = f"issue20-log-{i}"
+            r = c.request(method, path, json=body, headers={"x-request-id": rid})
+            assert r.status_code == status, r.text
+            assert r.headers["x-request-id"] == rid
+            ids.append((rid, status, method, path))
+    _good_v1(server, setup)
+    log = server.log_path.read_text(errors="replace")
+    for rid, status, method, path in ids:
+        lines = [line for line in log.splitlines() if rid in line]
+        assert len(lines) == 1, lines
+        assert re.search(rf" WARNING texinspect\.serving\.http: {status} {method} {re.escape(path)}: .+ \[request id {rid}\]$", lines[0]), lines[0]
+    assert "Traceback" not in log and " ERROR " not in log, log[-3000:]

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
+import logging
+import re
 import subprocess
 import sys
 import threading
@@ -223,3 +226,159 @@ def test_serve_with_a_missing_model_is_a_one_line_error(
     assert err.startswith("error: model '") and "does not exist" in err
     assert main(["serve", "--model", str(tmp_path), "--family", "broken"]) == 2
     assert "--family 'broken': expected NAME=MODULE" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- shapes, errors, logs (issue 20)
+
+
+def _v2_tensor(shape: list[int], count: int) -> object:
+    import_kserve()
+    from kserve.protocol.infer_type import InferInput, InferRequest
+
+    inp = InferInput(name="image_tensor", shape=shape, datatype="FP32", data=[0.5] * count)
+    return InferRequest(model_name="m", infer_inputs=[inp])
+
+
+def test_parse_v2_checks_shapes_with_exact_integers_before_allocating() -> None:
+    """numpy's int64 product of [2**58 + 1, 3, 8, 8] wraps to 192, the number of values sent."""
+    shape = [2**58 + 1, 3, 8, 8]
+    assert int(np.prod(shape)) == 192
+    with pytest.raises(RequestError, match=r"axis 0 is 288230376151711745, over the limit of 1048576"):
+        parse_v2(_v2_tensor(shape, 192), Limits(), SPEC)
+    with pytest.raises(RequestError, match="65 images in one request, over the limit of 64"):
+        parse_v2(_v2_tensor([65, 3, 8, 8], 65 * 192), Limits(), SPEC)
+    with pytest.raises(RequestError, match=r"shape \[2, 3, 8, 8\] needs 384 values, 'data' holds 192"):
+        parse_v2(_v2_tensor([2, 3, 8, 8], 192), Limits(), SPEC)
+    assert parse_v2(_v2_tensor([1, 3, 8, 8], 192), Limits(), SPEC).tensor.shape == (1, 3, 8, 8)
+
+
+def _http_request(method: str = "POST", path: str = "/v2/models/m/infer", rid: str | None = None) -> object:
+    from starlette.requests import Request
+
+    headers = [(b"x-request-id", rid.encode())] if rid else []
+    return Request({"type": "http", "method": method, "path": path, "headers": headers, "query_string": b""})
+
+
+def test_client_errors_are_one_warning_line_and_server_errors_keep_their_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import_kserve()
+    from kserve.errors import InferenceError, InvalidInput, ModelNotFound
+
+    from texinspect.serving.http_errors import UnsupportedMediaType, kserve_error_handler
+
+    def answer(exc: Exception, rid: str | None = "r-1") -> tuple[int, dict, list[logging.LogRecord]]:
+        caplog.clear()
+        try:
+            raise exc
+        except Exception as raised:  # a real traceback, as in the server
+            response = asyncio.run(kserve_error_handler(_http_request(rid=rid), raised))
+        return response.status_code, json.loads(response.body), list(caplog.records)
+
+    with caplog.at_level(logging.INFO):
+        for exc, status in (
+            (InvalidInput("input 'image': not valid base64\n(line two)"), 400),
+            (UnsupportedMediaType("content type 'text/plain' is not supported"), 415),
+            (ModelNotFound("nosuch"), 404),
+        ):
+            code, body, records = answer(exc)
+            assert code == status and body == {"error": str(exc)}
+            assert len(records) == 1 and records[0].levelno == logging.WARNING and records[0].exc_info is None
+            line = records[0].getMessage()
+            assert "\n" not in line and line.startswith(f"{status} POST /v2/models/m/infer: ")
+            assert line.endswith("[request id r-1]")
+        code, body, records = answer(InferenceError("model broke"), rid=None)
+        assert code == 500 and body == {"error": "model broke"}
+        assert len(records) == 1 and records[0].levelno == logging.ERROR and records[0].exc_info is not None
+        assert re.search(r"\[request id [0-9a-f]{16}\]$", records[0].getMessage())  # generated when not sent
+
+
+def test_unexpected_model_errors_become_a_500_the_server_answers_itself() -> None:
+    """An exception without an HTTP status used to reach Starlette's last-resort handler, which
+    answers 500 and then closes the keep-alive connection."""
+    kserve = import_kserve()
+    from kserve.errors import InferenceError, InvalidInput
+    from kserve.model_repository import ModelRepository
+
+    from texinspect.serving.dataplane import StrictDataPlane
+
+    class Broken(kserve.Model):
+        def __init__(self, name: str, error: Exception) -> None:
+            super().__init__(name)
+            self.error = error
+            self.ready = True
+
+        async def predict(self, payload: object, headers: object = None) -> object:
+            raise self.error
+
+    registry = ModelRepository()
+    registry.update(Broken("bug", ValueError("cannot reshape array")))
+    registry.update(Broken("bad", InvalidInput("input 'x': wrong")))
+    plane = StrictDataPlane(model_registry=registry)
+    with pytest.raises(InferenceError, match=r"internal error in model 'bug' \(ValueError\)") as err:
+        asyncio.run(plane.infer("bug", {"instances": []}))
+    assert isinstance(err.value.__cause__, ValueError)  # the traceback the log shows
+    with pytest.raises(InvalidInput, match="input 'x': wrong"):  # errors with a status keep it
+        asyncio.run(plane.infer("bad", {"instances": []}))
+
+
+def test_v2_raw_bodies_must_be_the_binary_extension_and_fit_their_sizes() -> None:
+    from texinspect.serving.dataplane import check_v2_body
+    from texinspect.serving.http_errors import UnsupportedMediaType
+
+    import_kserve()
+    from kserve.errors import InvalidInput
+
+    with pytest.raises(UnsupportedMediaType, match="content type 'text/plain' is not supported for V2"):
+        check_v2_body(b'{"inputs": []}', {"content-type": "text/plain"})
+    header = json.dumps(
+        {"inputs": [{"name": "t", "datatype": "FP32", "shape": [4], "parameters": {"binary_data_size": 16}}]}
+    ).encode()
+    length = {"inference-header-content-length": str(len(header))}
+    check_v2_body(header + bytes(16), length)
+    with pytest.raises(InvalidInput, match="binary_data_size is 16 bytes, but only 15 bytes of the body are left"):
+        check_v2_body(header + bytes(15), length)
+    with pytest.raises(InvalidInput, match="bytes of JSON, but the body holds"):
+        check_v2_body(header, {"inference-header-content-length": str(len(header) + 1)})
+    with pytest.raises(InvalidInput, match="expected the JSON part's length in bytes, got 'x'"):
+        check_v2_body(header, {"inference-header-content-length": "x"})
+
+
+def test_large_decodes_hand_freed_heap_back_to_the_os(tmp_path: Path) -> None:
+    """A 6000x6000 16-bit PNG raised the server's RSS by ~160 MB for good: free pages kept in glibc's
+    per-thread arenas of the I/O threads (issue 20). The predictor's decode now trims them."""
+    import io
+
+    import serving_toy_family as toy
+    from PIL import Image
+
+    from texinspect.data.images import declared_pixels
+    from texinspect.models import register
+    from texinspect.serving.predictor import TexinspectModel
+
+    register(toy.FAMILY, toy.MODULE)
+
+    ramp = np.tile(np.linspace(0, 65535, 6000).astype(np.uint16), (6000, 1))
+    buf = io.BytesIO()
+    Image.fromarray(ramp).save(buf, format="PNG")  # compresses to ~0.6 MB, decodes to 36 M pixels
+    del ramp
+    assert declared_pixels(buf.getvalue()) == 36_000_000 and declared_pixels(b"not an image") == 0
+    model = TexinspectModel("toy", toy.write_model(tmp_path / "toy", size=32), device="cpu")
+    model.load()
+    parsed = parse_v1({"instances": [{"image_b64": base64.b64encode(buf.getvalue()).decode()}]}, Limits(), model.spec)
+
+    def rss_mb() -> float:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        pytest.skip("no /proc/self/status here")
+
+    try:
+        model._io_pool.submit(model._decode, parsed).result()  # first one: pools and buffers settle
+        before = rss_mb()
+        for _ in range(4):
+            assert model._io_pool.submit(model._decode, parsed).result().shape == (1, 3, 32, 32)
+        grown = rss_mb() - before
+    finally:
+        model.stop()
+    assert grown < 40, f"RSS grew by {grown:.0f} MB over 4 decodes of a 36 M-pixel image"

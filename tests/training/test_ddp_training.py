@@ -328,26 +328,27 @@ def test_rbae_phases_as_pipeline_steps_with_world_size_two(
 
 
 def _fmrnet_rank(config_path: str, out_dir: str, log_dir: str) -> None:
-    """One rank of FMR-Net's ``train``, recording every file this process writes."""
+    """One rank of FMR-Net's ``train``, recording every file this process writes (files are written
+    whole through ``texinspect.outputs.write_atomic``, which ends in ``os.replace``)."""
     from texinspect.models import family_module
 
     torch.set_num_threads(1)
     written: list[str] = []
-    real_save, real_write = torch.save, pathlib.Path.write_text
+    real_replace, real_write = os.replace, pathlib.Path.write_text
 
-    def save(obj: Any, f: Any, *args: Any, **kwargs: Any) -> None:
-        written.append(Path(f).name)
-        real_save(obj, f, *args, **kwargs)
+    def replace(src: Any, dst: Any, *args: Any, **kwargs: Any) -> None:
+        written.append(Path(dst).name)
+        real_replace(src, dst, *args, **kwargs)
 
     def write_text(self: Path, *args: Any, **kwargs: Any) -> int:
         written.append(self.name)
         return real_write(self, *args, **kwargs)
 
-    torch.save, pathlib.Path.write_text = save, write_text
+    os.replace, pathlib.Path.write_text = replace, write_text
     try:
         family_module("fmrnet").train(load_config(config_path), out_dir)
     finally:
-        torch.save, pathlib.Path.write_text = real_save, real_write
+        os.replace, pathlib.Path.write_text = real_replace, real_write
     rank = os.environ["RANK"]
     (Path(log_dir) / f"written{rank}.json").write_text(json.dumps(written))
 
@@ -362,8 +363,8 @@ def test_fmrnet_two_processes_write_one_artifact_set(dataset: Path, tmp_path: Pa
 
     w0, w1 = (json.loads((tmp_path / f"written{r}.json").read_text()) for r in (0, 1))
     assert w1 == []  # rank 1 trained but wrote nothing
-    assert w0.count("memory_bank.pt.tmp") == 1  # one k-means, on rank 0
-    assert {"phase1_end.pt", "phase2_end.pt", "weights.pt.tmp", "model.yaml", "train_summary.json"} <= set(w0)
+    assert w0.count("memory_bank.pt") == 1  # one k-means, on rank 0
+    assert {"phase1_end.pt", "phase2_end.pt", "weights.pt", "model.yaml", "train_summary.json"} <= set(w0)
     files = sorted(str(p.relative_to(run)) for p in run.rglob("*") if p.is_file())
     assert files == [
         "checkpoints/last.pt",

@@ -25,6 +25,8 @@ from texinspect.config import Config, from_dict
 from texinspect.errors import ConfigError, ModelError
 from texinspect.models import family_module
 from texinspect.models.base import Detector
+from texinspect.outputs import ensure_output_dir, write_text_atomic
+from texinspect.torch_files import load_torch_file, save_torch_file
 
 CARD_FILE = "model.yaml"
 WEIGHTS_FILE = "weights.pt"
@@ -56,13 +58,11 @@ class ModelCard:
 
 
 def save_detector(detector: Detector, card: ModelCard, out_dir: str | Path) -> Path:
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    """Weights, then the card, each written whole (a failed write names the file; see ``outputs``)."""
+    out = ensure_output_dir(out_dir)
     state = {k: v.detach().cpu() for k, v in detector.state_dict().items()}
-    tmp = out / (WEIGHTS_FILE + ".tmp")
-    torch.save(state, tmp)
-    tmp.replace(out / WEIGHTS_FILE)
-    (out / CARD_FILE).write_text(yaml.safe_dump(dataclasses.asdict(card), sort_keys=False))
+    save_torch_file(state, out / WEIGHTS_FILE)
+    write_text_atomic(out / CARD_FILE, yaml.safe_dump(dataclasses.asdict(card), sort_keys=False))
     return out
 
 
@@ -85,7 +85,7 @@ def load_detector(model_dir: str | Path, device: torch.device | str = "cpu") -> 
     weights = Path(model_dir) / WEIGHTS_FILE
     if not weights.exists():
         raise ModelError(f"{model_dir}: {WEIGHTS_FILE} is missing")
-    state = torch.load(weights, map_location="cpu", weights_only=True)
+    state = load_torch_file(weights, f"{weights}: not a texinspect weights file, or corrupted; refusing to load it")
     try:
         detector.load_state_dict(state)
     except RuntimeError as exc:

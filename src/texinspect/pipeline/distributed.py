@@ -44,10 +44,11 @@ import torch.multiprocessing as mp
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim import Optimizer
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import Dataset, DistributedSampler
 
 from texinspect.devices import resolve_device
 from texinspect.errors import ConfigError, ModelError
+from texinspect.training.batches import resumable_batches
 
 log = logging.getLogger(__name__)
 
@@ -418,7 +419,8 @@ def distributed_batches(
 
     ``batch_size`` is per process (the global batch is ``batch_size * world_size``). Epoch ``e``
     shuffles with ``seed`` and ``e`` on every rank, so the shards are disjoint and a resumed run
-    sees the same order; a dataset with ``set_epoch`` (synthetic defects) gets new draws per epoch.
+    sees the same order from the batch it stopped before (``training.batches``); a dataset with
+    ``set_epoch`` (synthetic defects) gets new draws per epoch.
     """
     ctx = ctx or current()
     n = len(dataset)  # type: ignore[arg-type]
@@ -428,26 +430,13 @@ def distributed_batches(
         dataset, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=seed, drop_last=True
     )
 
-    def make(start_step: int) -> Iterator[Any]:
-        per_epoch = max(1, per_rank // batch_size)
-        epoch = start_step // per_epoch
-        while True:
-            sampler.set_epoch(epoch)
-            if hasattr(dataset, "set_epoch"):
-                dataset.set_epoch(epoch)
-            loader = DataLoader(
-                dataset,
-                batch_size=batch_size,
-                sampler=sampler,
-                drop_last=per_rank >= batch_size,
-                num_workers=num_workers,
-                worker_init_fn=_worker_seed,
-                persistent_workers=False,
-            )
-            yield from loader
-            epoch += 1
+    def order(epoch: int) -> list[int]:
+        sampler.set_epoch(epoch)
+        return list(iter(sampler))
 
-    return make
+    return resumable_batches(
+        dataset, batch_size, order, seed + 1_000_003 * ctx.rank, num_workers, per_rank >= batch_size, _worker_seed
+    )
 
 
 # --------------------------------------------------------------------------- local launcher

@@ -5,7 +5,8 @@ One class answers both protocols (kserve hands V1 bodies over as dicts and V2 bo
 ``predict`` runs the detector (through the micro-batcher, so concurrent requests share forward
 passes) on one model thread, ``postprocess`` builds the V1 dict or the V2 ``InferResponse``.
 Bad input raises ``kserve.errors.InvalidInput`` (HTTP 400) with the message of the
-``RequestError``/``DataError`` that names the field; the server keeps running.
+``RequestError``/``DataError`` that names the field; the server keeps running. Images that decode
+to NaN or infinite pixels are bad input too (``data.images.check_finite``), never a score.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from texinspect.data.images import decode_image_bytes
+from texinspect.data.images import declared_pixels, decode_image_bytes
 from texinspect.devices import resolve_device
 from texinspect.errors import DataError
 from texinspect.models.artifact import load_detector
@@ -30,6 +31,7 @@ from texinspect.serving.batching import MicroBatcher
 from texinspect.serving.encoding import RequestError, encode_b64, map_to_png, mask_to_png
 from texinspect.serving.engine import ImageResult, InferenceEngine
 from texinspect.serving.kserve_import import import_kserve
+from texinspect.serving.memory import TRIM_ABOVE_PIXELS, release_free_heap
 from texinspect.serving.model_uri import resolve_model_uri
 from texinspect.serving.protocol import (
     INPUT_BYTES,
@@ -173,15 +175,20 @@ class TexinspectModel(kserve.Model):
     # ------------------------------------------------------------------ helpers
 
     def _decode(self, parsed: ParsedRequest) -> torch.Tensor:
+        """Decode on this I/O thread; after large images, hand the freed heap back (``memory``)."""
         assert self.engine is not None and parsed.encoded is not None
         card = self.engine.card
         arrays = []
-        for i, data in enumerate(parsed.encoded):
-            name = f"instances[{i}].image_b64" if parsed.protocol == "v1" else f"input '{INPUT_BYTES}'[{i}]"
-            arrays.append(
-                decode_image_bytes(data, card.image_size, card.channels, self.limits.max_pixels, name=name)
-            )
-        return torch.from_numpy(np.stack(arrays))
+        try:
+            for i, data in enumerate(parsed.encoded):
+                name = f"instances[{i}].image_b64" if parsed.protocol == "v1" else f"input '{INPUT_BYTES}'[{i}]"
+                arrays.append(
+                    decode_image_bytes(data, card.image_size, card.channels, self.limits.max_pixels, name=name)
+                )
+            return torch.from_numpy(np.stack(arrays))
+        finally:
+            if sum(declared_pixels(data) for data in parsed.encoded) >= TRIM_ABOVE_PIXELS:
+                release_free_heap()
 
     def _run_features(self, images: torch.Tensor, features: dict[str, np.ndarray]) -> list[ImageResult]:
         assert self.edge is not None and self.engine is not None

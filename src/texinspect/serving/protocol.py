@@ -17,11 +17,14 @@ V2 / Open Inference ``POST /v2/models/<name>/infer``: one input, either ``image`
 instead.
 
 Every problem raises :class:`RequestError` with a message that names the field and what was
-expected; the predictor turns it into HTTP 400.
+expected; the predictor turns it into HTTP 400. Tensor shapes are checked with Python's exact
+integers, per dimension and in total, before anything is allocated from them (numpy's int64
+product wraps: ``[2**52 + 1, 3, 64, 64]`` "needs" 12,288 values).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +41,7 @@ OPTION_KEYS = ("return_map", "return_mask", "return_map_values", "mode")
 PASSTHROUGH_PARAMETERS = ("binary_data_output",)
 INPUT_BYTES = "image"
 INPUT_TENSOR = "image_tensor"
+MAX_DIMENSION = 1 << 20  # no axis of an accepted tensor comes near this (batch <= max_images, sides = model's)
 # V2 output name -> what it holds; requesting one by name switches it on.
 V2_OUTPUTS: dict[str, str] = {
     "score": "FP32 [N] image score at the level used",
@@ -185,6 +189,7 @@ def parse_v1(body: Any, limits: Limits, spec: InputSpec) -> ParsedRequest:
 
 
 def _shape(inp: Any) -> list[int]:
+    """The declared shape as Python ints, each axis in [0, MAX_DIMENSION]."""
     shape = inp.shape
     if not isinstance(shape, (list, tuple)) or not all(
         isinstance(s, int) and not isinstance(s, bool) for s in shape
@@ -192,7 +197,12 @@ def _shape(inp: Any) -> list[int]:
         raise RequestError(f"input '{inp.name}': shape must be a list of integers, got {shape!r}")
     if any(s < 0 for s in shape):
         raise RequestError(f"input '{inp.name}': shape {list(shape)} has a negative size")
-    return list(shape)
+    for axis, size in enumerate(shape):
+        if size > MAX_DIMENSION:
+            raise RequestError(
+                f"input '{inp.name}': shape {list(shape)}: axis {axis} is {size}, over the limit of {MAX_DIMENSION}"
+            )
+    return [int(s) for s in shape]
 
 
 def _flat_data(inp: Any) -> list[Any]:
@@ -216,8 +226,12 @@ def _flat_data(inp: Any) -> list[Any]:
     return out
 
 
-def _float_tensor(inp: Any, expected: Sequence[int | None], where: str) -> np.ndarray:
-    """FP32 input -> float32 array of ``expected`` shape (None = any size, first axis = batch)."""
+def _float_tensor(inp: Any, expected: Sequence[int | None], where: str, limits: Limits) -> np.ndarray:
+    """FP32 input -> float32 array of ``expected`` shape (None = any size, first axis = batch).
+
+    The batch axis is held to ``limits.max_images`` and the value count is the exact product,
+    both before ``data`` becomes an array.
+    """
     if inp.datatype != "FP32":
         raise RequestError(f"{where}: datatype must be FP32, got {inp.datatype}")
     shape = _shape(inp)
@@ -226,6 +240,7 @@ def _float_tensor(inp: Any, expected: Sequence[int | None], where: str) -> np.nd
     ):
         want = ", ".join("N" if e is None else str(e) for e in expected)
         raise RequestError(f"{where}: shape must be [{want}], got {shape}")
+    _check_count(shape[0], where, limits)
     if inp.data is None:
         raise RequestError(f"{where}: 'data' is missing")
     try:
@@ -237,7 +252,7 @@ def _float_tensor(inp: Any, expected: Sequence[int | None], where: str) -> np.nd
             values.dtype.kind, "non-numeric values"
         )
         raise RequestError(f"{where}: 'data' must hold numbers only, found {found}")
-    count = int(np.prod(shape)) if shape else 1
+    count = math.prod(shape)  # exact: Python integers do not wrap
     if values.size != count:
         raise RequestError(f"{where}: shape {shape} needs {count} values, 'data' holds {values.size}")
     array = values.astype(np.float32).reshape(shape)
@@ -324,7 +339,7 @@ def _parse_features(
         raise RequestError("parameters.mode: edge features always give the pixel-level map (use mode 'full')")
     features: dict[str, np.ndarray] = {}
     for name, per_image in spec.features.items():
-        features[name] = _float_tensor(by_name[name], (None, *per_image), f"input '{name}'")
+        features[name] = _float_tensor(by_name[name], (None, *per_image), f"input '{name}'", limits)
     counts = {name: arr.shape[0] for name, arr in features.items()}
     parsed = _parse_image_input(by_name[images[0]], limits, spec, options, request, outputs, passthrough)
     counts[images[0]] = parsed.count
@@ -339,8 +354,7 @@ def _parse_image_input(
 ) -> ParsedRequest:
     if inp.name == INPUT_BYTES:
         return _parse_bytes(inp, limits, options, request, outputs, passthrough)
-    arr = _float_tensor(inp, (None, spec.channels, spec.size, spec.size), f"input '{INPUT_TENSOR}'")
-    _check_count(arr.shape[0], f"input '{INPUT_TENSOR}'", limits)
+    arr = _float_tensor(inp, (None, spec.channels, spec.size, spec.size), f"input '{INPUT_TENSOR}'", limits)
     if arr.size and (arr.min() < 0.0 or arr.max() > 1.0):
         raise RequestError(
             f"input '{INPUT_TENSOR}': values must lie in [0, 1], got min {arr.min():.4g} and max {arr.max():.4g}"

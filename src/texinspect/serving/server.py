@@ -3,8 +3,10 @@
 ``kserve.ModelServer.start`` binds 0.0.0.0 with no way to change it, and starts a gRPC server on
 [::]. Locally and in tests the server must listen on 127.0.0.1 only; in an InferenceService pod it
 must listen on 0.0.0.0. So this module builds the same pieces ``ModelServer.start`` builds (the
-ModelServer's data plane and model repository, kserve's REST application with its V1/V2 routes and
-error handlers) and runs them with the host set; gRPC is not started.
+ModelServer's data plane and model repository, kserve's REST application with its V1/V2 routes)
+and runs them with the host set; gRPC is not started. Two pieces are our own: the data plane
+(``dataplane.StrictDataPlane``: what is decoded, which errors are 4xx) and the error handlers and
+405 routes (``http_errors``: one WARNING line per client error, tracebacks only for 5xx).
 """
 
 from __future__ import annotations
@@ -19,38 +21,21 @@ from texinspect.serving.kserve_import import import_kserve
 log = logging.getLogger(__name__)
 
 
-def _strict_dataplane_class() -> type:
-    """kserve's DataPlane, except that a body it cannot decode is the client's error (400), not 500.
+def _rest_server_class() -> type:
+    """kserve's RESTServer with our 405 routes first and our exception handlers (``http_errors``)."""
+    from kserve.protocol.rest.server import RESTServer
 
-    kserve 0.21 lets a few decoding failures of the V2 binary extension escape as ValueError or
-    InferenceError (a binary part shorter than its shape, raw non-UTF-8 bytes in a BYTES tensor, a
-    header without "inputs"), which its handlers answer with 500. Only ``decode`` is wrapped, so
-    errors inside the model keep their own status.
-    """
-    import struct
+    from texinspect.serving.http_errors import install_handlers, method_not_allowed_router
 
-    from kserve.errors import InferenceError, InvalidInput
-    from kserve.protocol.dataplane import DataPlane
+    class TexinspectRESTServer(RESTServer):
+        def _register_endpoints(self, app: Any) -> None:
+            app.include_router(method_not_allowed_router())  # before GET /v1/models/{model_name}
+            super()._register_endpoints(app)
 
-    class StrictDecodeDataPlane(DataPlane):
-        def decode(self, body: Any, headers: Any, *args: Any, **kwargs: Any) -> Any:
-            try:
-                return super().decode(body, headers, *args, **kwargs)
-            except InvalidInput:
-                raise
-            except InferenceError as exc:
-                if "UTF-8" in str(exc):
-                    raise InvalidInput(
-                        "request body: a BYTES tensor in the binary part is not UTF-8 text; "
-                        "send each image base64-encoded"
-                    ) from None
-                raise InvalidInput(f"request body could not be decoded: {exc}") from None
-            except KeyError as exc:
-                raise InvalidInput(f"request body: the JSON header misses the key {exc}") from None
-            except (ValueError, TypeError, struct.error) as exc:
-                raise InvalidInput(f"request body could not be decoded: {exc}") from None
+        def _add_exception_handlers(self, app: Any) -> None:
+            install_handlers(app)
 
-    return StrictDecodeDataPlane
+    return TexinspectRESTServer
 
 
 def serve(
@@ -63,7 +48,8 @@ def serve(
     """Load (if needed) and register ``models`` (kserve Models), then serve until SIGINT/SIGTERM."""
     kserve = import_kserve()
     from kserve.constants.constants import FASTAPI_APP_IMPORT_STRING
-    from kserve.protocol.rest.server import RESTServer
+
+    from texinspect.serving.dataplane import StrictDataPlane
 
     if not models:
         raise ValueError("serve() needs at least one model")
@@ -79,8 +65,8 @@ def serve(
             model.load()
         server.register_model(model)
         model.enable_latency_logging = latency_logging
-    server.dataplane = _strict_dataplane_class()(model_registry=server.registered_models)
-    rest = RESTServer(
+    server.dataplane = StrictDataPlane(model_registry=server.registered_models)
+    rest = _rest_server_class()(
         FASTAPI_APP_IMPORT_STRING,
         server.dataplane,
         server.model_repository_extension,

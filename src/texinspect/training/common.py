@@ -25,6 +25,7 @@ from texinspect.data.layout import DatasetIndex, scan_dataset
 from texinspect.errors import DataError
 from texinspect.models.artifact import ModelCard, save_detector
 from texinspect.models.base import Detector
+from texinspect.outputs import write_text_atomic
 from texinspect.pipeline.distributed import DistContext, is_main_process
 from texinspect.synthesis.dataset import SyntheticDefectDataset
 from texinspect.synthesis.pool import TexturePool
@@ -141,7 +142,7 @@ def write_summary(out_dir: str | Path, summary: dict[str, Any]) -> Path:
     """
     path = Path(out_dir) / "train_summary.json"
     if is_main_process():
-        path.write_text(json.dumps(summary, indent=2, default=str))
+        write_text_atomic(path, json.dumps(summary, indent=2, default=str))
     return path
 
 

@@ -2,7 +2,9 @@
 
 Both model families describe a phase as a ``step(batch) -> {loss name: value}`` function plus the
 modules and optimizers it touches; this loop does the bookkeeping so that a killed run resumes
-from its last checkpoint with the same step count, optimizer moments and history.
+from its last checkpoint with the same step count, optimizer moments, history, random streams and
+place in the data order: on the CPU it ends with the same weights, bit for bit, as a run that was
+never interrupted (``tests/training/test_exact_resume.py``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from tqdm.auto import tqdm
 
 from texinspect.errors import ConfigError
 from texinspect.pipeline import distributed
+from texinspect.training.batches import resumable_batches
 from texinspect.training.checkpoint import Checkpointer
 
 log = logging.getLogger(__name__)
@@ -106,11 +109,14 @@ def run_phase(
     on_log: OnLog | None = None,
     lr_schedule: str = "constant",
     warmup_steps: int = 0,
+    generators: dict[str, torch.Generator] | None = None,
 ) -> PhaseResult:
     """Run (or resume) phase ``name`` until ``max_steps`` or ``max_seconds`` (0 = no limit).
 
     ``batches(start_step)`` returns an iterator of batches; it is re-created on resume with the
-    step reached, so the data order can be seeded by step.
+    step reached and must continue the order from there (``infinite_batches`` does).
+    ``generators``: random generators the step draws from besides the global ones (saved and
+    restored with the checkpoints, so a resumed run draws what an uninterrupted one would).
 
     Under DDP (``pipeline.distributed``; the step computes its losses through a ``DDPForward``)
     every rank runs this loop in lock-step: the phase starts from rank 0's weights and buffers,
@@ -123,7 +129,7 @@ def run_phase(
     ctx = distributed.current()
     hooks = _HOOKS.get(TrainingHooks())
     listeners = (((on_log,) if on_log else ()) + hooks.on_log) if ctx.is_main else ()
-    state = checkpointer.resume(name, modules, optimizers)
+    state = checkpointer.resume(name, modules, optimizers, generators)
     if state is not None and state.get("done"):
         log.info("%s: already complete at step %d (from checkpoint)", name, state["step"])
         if hooks.stop_after == name:
@@ -161,8 +167,8 @@ def run_phase(
         by_time = (time.perf_counter() - t0) / max_seconds if max_seconds else 0.0
         return min(1.0, max(step_i / max_steps if max_steps else 0.0, by_time))
 
-    running: dict[str, float] = {}
-    n_running = 0
+    running: dict[str, float] = dict(state.get("running", {})) if state else {}
+    n_running = int(state.get("n_running", 0)) if state else 0
     stop = distributed.agree(out_of_time())
     try:
         while step_i < max_steps and not stop:
@@ -186,7 +192,17 @@ def run_phase(
                     listener(name, step_i, row)
                 running, n_running = {}, 0
             if checkpoint_every and step_i % checkpoint_every == 0:
-                checkpointer.save(name, step_i, time.perf_counter() - t0, history, modules, optimizers)
+                checkpointer.save(
+                    name,
+                    step_i,
+                    time.perf_counter() - t0,
+                    history,
+                    modules,
+                    optimizers,
+                    running=running,
+                    n_running=n_running,
+                    generators=generators,
+                )
     finally:
         bar.close()
     if stop and step_i < max_steps:
@@ -200,7 +216,16 @@ def run_phase(
     distributed.check_in_sync(checksums, name)
     distributed.broadcast_modules(modules.values())  # BatchNorm statistics: rank 0's on every rank
     checkpointer.save(
-        name, step_i, seconds, history, modules, optimizers, done=True, stopped_by=stopped_by, rank_checksums=checksums
+        name,
+        step_i,
+        seconds,
+        history,
+        modules,
+        optimizers,
+        done=True,
+        stopped_by=stopped_by,
+        rank_checksums=checksums,
+        generators=generators,
     )
     distributed.barrier()  # the end checkpoint is on disk before any rank reads it
     if hooks.stop_after == name:
@@ -248,7 +273,8 @@ def infinite_batches(
 ) -> Callable[[int], Iterator[Any]]:
     """Factory for :func:`run_phase`: endless shuffled batches, the order seeded by epoch.
 
-    Under DDP each rank gets its own shard (``pipeline.distributed.distributed_batches``) and
+    A resumed run enters the epoch at the batch it stopped before (``training.batches``). Under
+    DDP each rank gets its own shard (``pipeline.distributed.distributed_batches``) and
     ``batch_size`` is per process.
     """
     if distributed.current().enabled:
@@ -256,27 +282,12 @@ def infinite_batches(
     n = len(dataset)  # type: ignore[arg-type]
     batch_size = max(1, min(batch_size, n))
 
-    def make(start_step: int) -> Iterator[Any]:
-        per_epoch = max(1, n // batch_size)
-        epoch = start_step // per_epoch
-        while True:
-            if hasattr(dataset, "set_epoch"):  # synthetic defects: new draws each epoch, same on resume
-                dataset.set_epoch(epoch)
-            gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
-            loader = torch.utils.data.DataLoader(
-                dataset,
-                batch_size=batch_size,
-                shuffle=True,
-                generator=gen,
-                drop_last=drop_last and n >= batch_size,
-                num_workers=num_workers,
-                worker_init_fn=_worker_seed,
-                persistent_workers=False,
-            )
-            yield from loader
-            epoch += 1
+    def order(epoch: int) -> list[int]:
+        return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch)).tolist()
 
-    return make
+    return resumable_batches(
+        dataset, batch_size, order, seed, num_workers, drop_last and n >= batch_size, _worker_seed
+    )
 
 
 def _worker_seed(worker_id: int) -> None:

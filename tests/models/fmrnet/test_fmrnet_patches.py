@@ -191,5 +191,9 @@ def test_pixel_map_weighting_waits_for_the_memory_bank(tmp_path, make_config) ->
 
 @pytest.mark.parametrize("key", ["patch_weight_power", "map_smoothing"])
 def test_negative_map_weighting_is_refused(tmp_path, make_config, key: str) -> None:
+    with pytest.raises(ConfigError, match=f"config key 'fmrnet.{key}': expected a value >= 0"):  # by the config layer
+        make_config(tmp_path, {f"fmrnet.{key}": -1.0})
+    config = make_config(tmp_path)
+    setattr(config.fmrnet, key, -1.0)  # a config that skipped the config layer (e.g. edited in code)
     with pytest.raises(ConfigError, match=f"fmrnet.{key} must be >= 0"):
-        build(make_config(tmp_path, {f"fmrnet.{key}": -1.0}))
+        build(config)

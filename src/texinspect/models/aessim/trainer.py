@@ -31,6 +31,7 @@ from texinspect.data.layout import scan_dataset
 from texinspect.errors import DataError
 from texinspect.models.aessim.network import SSIM_WINDOW, AESSIMNet
 from texinspect.models.artifact import ModelCard, save_detector
+from texinspect.outputs import ensure_output_dir
 from texinspect.pipeline.distributed import DDPForward, DistContext, is_main_process, session
 from texinspect.scoring import ssim_map
 from texinspect.training.checkpoint import Checkpointer
@@ -113,7 +114,7 @@ def train(config: Config, out_dir: str | Path, resume: bool = True) -> Path:
 
 
 def _train(config: Config, out: Path, resume: bool, ctx: DistContext) -> Path:
-    out.mkdir(parents=True, exist_ok=True)
+    ensure_output_dir(out)
     t_start = time.perf_counter()
     seed_everything(config.seed)
     device = ctx.device
@@ -148,6 +149,7 @@ def _train(config: Config, out: Path, resume: bool, ctx: DistContext) -> Path:
         checkpoint_every=tc.checkpoint_every,
         log_every=tc.log_every,
         progress=tc.progress,
+        generators={"windows": step.generator},  # saved with the checkpoints: exact resume
     )
     if not is_main_process():
         return out / MODEL_SUBDIR

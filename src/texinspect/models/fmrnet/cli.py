@@ -87,16 +87,18 @@ def _cmd_memory_bank(args: argparse.Namespace) -> int:
         # The pipeline's between-phase step is the same for every family; only FMR-Net has a
         # memory bank (RB-AE chooses its reference image at the start of phase 2). Write a record
         # saying so, so DVC/KFP stages have their declared output.
-        import torch
-
         from texinspect.errors import ModelError
+        from texinspect.outputs import ensure_output_dir
+        from texinspect.torch_files import load_torch_file, save_torch_file
 
-        if out.exists() and "memory" in torch.load(out, map_location="cpu", weights_only=True):
+        if out.exists() and "memory" in load_torch_file(
+            out, f"{out}: not a texinspect memory bank or stage record, or corrupted; refusing to load it"
+        ):
             raise ModelError(
                 f"{out} is an FMR-Net memory bank; refusing to replace it with a {config.model} record"
             )
-        out.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"family": config.model, "memory_bank": None}, out)
+        ensure_output_dir(out.parent)
+        save_torch_file({"family": config.model, "memory_bank": None}, out)
         print(f"{config.model} has no memory bank (nothing to build); wrote the stage record {out}")
         return 0
     path = build_memory_bank(config, checkpoint, out)
@@ -106,10 +108,11 @@ def _cmd_memory_bank(args: argparse.Namespace) -> int:
 
 def _is_fmrnet_source(source: Path) -> bool:
     """Whether ``source`` (run folder, checkpoint, model folder) holds an FMR-Net."""
-    import torch
     import yaml
 
+    from texinspect.errors import TexinspectError
     from texinspect.models.fmrnet.memory_bank import phase1_checkpoint
+    from texinspect.training.checkpoint import load_checkpoint
 
     if source.is_dir() and (source / "model.yaml").exists():
         return (yaml.safe_load((source / "model.yaml").read_text()) or {}).get("family") == "fmrnet"
@@ -117,8 +120,8 @@ def _is_fmrnet_source(source: Path) -> bool:
     if ckpt is None:
         return False
     try:
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)["modules"]["generator"]
-    except (KeyError, TypeError, RuntimeError, OSError):
+        state = load_checkpoint(ckpt)["modules"]["generator"]
+    except (KeyError, TypeError, OSError, TexinspectError):
         return False
     return "memory" in state and "memory_ready" in state
 

@@ -28,6 +28,9 @@ from texinspect.devices import resolve_device
 from texinspect.errors import ConfigError, ModelError
 from texinspect.models.fmrnet.network import FMRNet
 from texinspect.models.fmrnet.patches import extract_patches, make_grid
+from texinspect.outputs import ensure_output_dir
+from texinspect.torch_files import load_torch_file, save_torch_file
+from texinspect.training.checkpoint import load_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +68,7 @@ def load_encoder_source(
             f"{src}: no FMR-Net phase-1 checkpoint here (expected a .pt file, a folder with {PHASE1_END}, "
             "a training run folder with checkpoints/, or a model folder with model.yaml)"
         )
-    payload = torch.load(ckpt, map_location="cpu", weights_only=True)
+    payload = load_checkpoint(ckpt)
     try:
         state = payload["modules"]["generator"]
     except (KeyError, TypeError) as exc:
@@ -188,10 +191,8 @@ def build_memory_bank(
         **meta,
     }
     out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(out)
+    ensure_output_dir(out.parent)
+    save_torch_file(payload, out)
     log.info(
         "memory bank: %d entries from %d of %d normal patches in %.1f s -> %s",
         payload["memory_size"],
@@ -208,7 +209,9 @@ def load_memory_bank(path: str | Path, config: Config | None = None) -> dict[str
     p = Path(path)
     if not p.exists():
         raise ModelError(f"{p}: no memory bank; run `texinspect memory-bank` after phase 1")
-    payload = torch.load(p, map_location="cpu", weights_only=True)
+    payload = load_torch_file(
+        p, f"{p}: not a texinspect memory bank, or corrupted; refusing to load it (delete it to rebuild it)"
+    )
     if not isinstance(payload, dict) or "memory" not in payload:
         raise ModelError(f"{p}: not a memory bank file (no 'memory' tensor)")
     if config is not None:
@@ -229,7 +232,7 @@ def memory_bank_matches(bank_path: Path, phase1_checkpoint: Path, config: Config
         bank = load_memory_bank(bank_path, config)
     except ModelError:
         return False
-    step = int(torch.load(phase1_checkpoint, map_location="cpu", weights_only=True).get("step", -2))
+    step = int(load_checkpoint(phase1_checkpoint).get("step", -2))
     return (
         bank.get("phase1_step") == step
         and Path(str(bank.get("source"))).resolve() == phase1_checkpoint.resolve()

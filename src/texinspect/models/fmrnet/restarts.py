@@ -43,7 +43,8 @@ from texinspect.models.fmrnet.memory_bank import (
 )
 from texinspect.models.fmrnet.network import FMRNet
 from texinspect.pipeline.distributed import barrier, is_main_process
-from texinspect.training.checkpoint import Checkpointer
+from texinspect.torch_files import save_torch_file
+from texinspect.training.checkpoint import Checkpointer, load_checkpoint
 from texinspect.training.common import TrainData
 from texinspect.training.loop import PhaseResult, phase_dir
 from texinspect.validation import Scorer, training_validation
@@ -101,7 +102,7 @@ def _read_record(run_dir: Path, steps_done: int | None) -> dict[str, Any] | None
 def _end_step(checkpoint: Path) -> int | None:
     if not checkpoint.exists():
         return None
-    return int(torch.load(checkpoint, map_location="cpu", weights_only=True).get("step", -1))
+    return int(load_checkpoint(checkpoint).get("step", -1))
 
 
 def patch_path_scorer(net: FMRNet) -> Scorer:
@@ -134,13 +135,10 @@ def promote(run_dir: Path, phase: str, out: Path, index: int) -> Path:
     phase 1, so the bank stage and phase 2 read it as any phase 1."""
     src = Checkpointer(phase_dir(run_dir)).phase_end(phase)
     dst = Checkpointer(phase_dir(out)).phase_end(PHASE1)
-    payload = torch.load(src, map_location="cpu", weights_only=True)
+    payload = load_checkpoint(src)
     payload["phase"] = PHASE1
     payload["restart"] = index
-    tmp = dst.with_name(dst.name + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(dst)
-    return dst
+    return save_torch_file(payload, dst)
 
 
 def select_phase1(
@@ -219,7 +217,7 @@ def selection_done(config: Config, out: Path) -> bool:
     promoted = Checkpointer(phase_dir(out)).phase_end(PHASE1)
     if selection is None or selection.get("restarts") != restart_count(config) or not promoted.exists():
         return False
-    payload = torch.load(promoted, map_location="cpu", weights_only=True)
+    payload = load_checkpoint(promoted)
     chosen = selection["chosen"]
     return (
         payload.get("restart") == chosen and payload.get("step") == selection["candidates"][chosen]["steps"]

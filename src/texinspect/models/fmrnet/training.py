@@ -65,9 +65,10 @@ from texinspect.models.fmrnet.restarts import (
     select_phase1,
     selection_done,
 )
+from texinspect.outputs import ensure_output_dir
 from texinspect.pipeline.distributed import DDPForward, barrier, init_distributed, is_main_process, session
 from texinspect.scoring import k_sigma_threshold
-from texinspect.training.checkpoint import Checkpointer
+from texinspect.training.checkpoint import Checkpointer, load_checkpoint
 from texinspect.training.common import (
     MODEL_SUBDIR,
     TrainData,
@@ -236,8 +237,7 @@ def train_phase1(
     With ``fmrnet.phase1_restarts`` > 1 the budget is shared by that many candidates and the best
     by synthetic defects is promoted to ``phase1_end.pt`` (``restarts.py``).
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = ensure_output_dir(out_dir)
     device = init_distributed(config.device).device  # cuda:LOCAL_RANK under DDP
     data = data or prepare_training_data(config)
     check_memory_capacity(config, len(data.train))  # the bank built after this phase needs L windows
@@ -357,7 +357,7 @@ def load_phase1(
         raise ModelError(
             f"{path}: phase 1 has not finished in {out_dir}; run phase 1 (texinspect train) first"
         )
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    payload = load_checkpoint(path)
     net, _, disc = _build_parts(config, device)
     try:
         net.load_state_dict(payload["modules"]["generator"])
@@ -408,7 +408,7 @@ def load_phase2(config: Config, out_dir: str | Path, device: torch.device) -> FM
     path = Checkpointer(phase_dir(out_dir)).phase_end(PHASE2)
     if not path.exists():
         raise ModelError(f"{path}: phase 2 has not finished in {out_dir}")
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    payload = load_checkpoint(path)
     from texinspect.models.fmrnet import build
 
     net = build(config)
@@ -442,8 +442,7 @@ def train(config: Config, out_dir: str | Path, resume: bool = True) -> Path:
     rank 0 alone writes.
     """
     with session(config.device) as ctx:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
+        out = ensure_output_dir(out_dir)  # a read-only or file-valued --out fails now, in one line
         t0 = time.perf_counter()
         data = prepare_training_data(config)
         p1 = train_phase1(config, out, resume=resume, data=data)

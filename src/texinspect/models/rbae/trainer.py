@@ -42,6 +42,7 @@ from texinspect.losses import (
 )
 from texinspect.models.rbae.network import RBAM_LAYERS, RBAENet
 from texinspect.models.rbae.reference import choose_reference
+from texinspect.outputs import ensure_output_dir
 from texinspect.pipeline.distributed import DDPForward, DistContext, is_main_process, session
 from texinspect.training.checkpoint import Checkpointer
 from texinspect.training.common import (
@@ -188,7 +189,7 @@ def train(config: Config, out_dir: str | Path, resume: bool = True) -> Path:
 
 
 def _train(config: Config, out: Path, resume: bool, ctx: DistContext) -> Path:
-    out.mkdir(parents=True, exist_ok=True)
+    ensure_output_dir(out)  # a read-only or file-valued --out fails now, in one line, not at a checkpoint
     t_start = time.perf_counter()
     seed_everything(config.seed)
     device = ctx.device
