@@ -22,9 +22,9 @@ from texinspect.models.fmrnet.restarts import (
     SELECTION_FILE,
     candidate_budget,
     candidate_phase,
+    patch_path_scorer,
     selection_score,
 )
-from texinspect.models.fmrnet.restarts import patch_path_scorer
 
 REPO = Path(__file__).resolve().parents[3]
 STEPS = 16  # phase 1's step budget, shared by the restarts
