@@ -515,6 +515,30 @@ def median_table(runs: pd.DataFrame, columns: Sequence[str], by: str | Sequence[
     return table
 
 
+def spread_table(runs: pd.DataFrame, columns: Sequence[str], by: str | Sequence[str] = "row") -> pd.DataFrame:
+    """``median [min, max]`` over seeds of ``columns`` per ``by``: the seed spread beside the median.
+
+    With three seeds a 95 % interval of the median is not defined in any useful sense; the range
+    over the seeds is what the runs can say, so that is what the tables show ("n/a" where a
+    metric is missing for every seed).
+    """
+    cols = [c for c in columns if c in runs.columns]
+    runs = runs.copy()
+    for col in cols:
+        runs[col] = pd.to_numeric(runs[col], errors="coerce")
+    grouped = runs.groupby(by, sort=False)
+    med, low, high = (grouped[cols].agg(f) for f in ("median", "min", "max"))
+
+    def cell(m: float, lo: float, hi: float) -> str:
+        return "n/a" if pd.isna(m) else f"{m:.3f} [{lo:.3f}, {hi:.3f}]"
+
+    table = pd.DataFrame(
+        {c: [cell(m, lo, hi) for m, lo, hi in zip(med[c], low[c], high[c], strict=True)] for c in cols}, index=med.index
+    )
+    table.insert(0, "seeds", grouped["seed"].count() if "seed" in runs.columns else 1)
+    return table
+
+
 def write_outputs(table: pd.DataFrame, out_dir: Path, stem: str, meta: dict[str, Any], csv: Path | None = None) -> Path:
     """``<stem>.csv`` (or ``csv``), ``<stem>.md`` and ``<stem>.json`` (machine, command, date)."""
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -51,6 +51,7 @@ from common import (  # noqa: E402
     Trained,
     machine_info,
     median_table,
+    spread_table,
     print_table,
     row_config,
     score,
@@ -205,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
             "steps_phase2": args.steps_phase2, "reference_steps": args.reference_steps, "seeds": args.seeds,
             "data": args.data, "profile": args.profile, "rows": [r.name for r in rows]}
     csv = write_outputs(table, results, "quality", meta, args.csv)
+    spread = spread_table(frame, ["image_auroc", "pixel_auroc", "aupro"], by=GROUP if "surface" in frame.columns else "row")
+    write_outputs(spread, results, "quality_spread", meta, results / "quality_spread.csv")
     size = runs[0]["image_size"] if runs else args.image_size
     surfaces = table.index.get_level_values("surface").unique() if "surface" in (table.index.names or []) else [None]
     for surface in surfaces:
@@ -214,7 +217,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.threads} threads, median over seeds {args.seeds}:",
             part,
         )
-    print(f"\nruns: {results / 'quality_runs.csv'}  medians: {csv}  markdown: {results / 'quality.md'}")
+    print_table("Median [min, max] over the seeds:", spread)
+    print(f"\nruns: {results / 'quality_runs.csv'}  medians: {csv}  markdown: {results / 'quality.md'}, "
+          f"{results / 'quality_spread.md'}")
     return 0
 
 

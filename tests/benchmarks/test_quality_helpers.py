@@ -74,6 +74,10 @@ def test_nan_pixel_metrics_give_na_medians(capsys: pytest.CaptureFixture[str]) -
     common.print_table("t", table.xs("elpv/mono", level="surface"))
     assert "n/a" in capsys.readouterr().out
     assert "| elpv/mono | rbae | 3 | 0.700 | n/a | n/a | 10 |" in markdown_table(table.reset_index())
+    spread = common.spread_table(runs, ["image_auroc", "pixel_auroc"], by=quality.GROUP)
+    assert spread.at[("elpv/mono", "rbae"), "image_auroc"] == "0.700 [0.600, 0.800]"  # median [min, max] over seeds
+    assert spread.at[("elpv/mono", "rbae"), "pixel_auroc"] == "n/a" and spread.at[("elpv/mono", "rbae"), "seeds"] == 3
+    assert spread.at[("magnetic_tile", "rbae"), "pixel_auroc"] == "0.900 [0.900, 0.900]"
 
 
 def test_reference_row_on_two_surfaces(bench_data: Path, tmp_path: Path) -> None:
