@@ -1,5 +1,6 @@
 # syntax=docker/dockerfile:1.7
-# One image for every Kubeflow component, the KServe predictor and the MLflow server.
+# One image per accelerator for every Kubeflow component, the KServe predictor and the MLflow
+# server; each carries the pipeline YAML compiled for it (texinspect pipeline compile).
 #
 #   CPU (default):  docker build -t ghcr.io/texinspect/texinspect:0.1.0 .
 #   CUDA:           docker build --build-arg TORCH_FLAVOR=cuda -t ghcr.io/texinspect/texinspect:0.1.0-cuda .
@@ -26,16 +27,17 @@ WORKDIR /src
 COPY pyproject.toml constraints.txt README.md ./
 COPY src ./src
 # torch first, from the index of the chosen flavor; then the package with the project's pins
-# (minus the torch pin, which names the CPU build). psycopg2 lets the same image run the
-# MLflow server against Postgres (k8s/base/mlflow.yaml).
+# (minus the torch pin, which names the CPU build), with every extra a pipeline component imports
+# (hpo: the sweep pipeline's tasks run optuna; a test derives the list from the imports).
+# psycopg2 lets the same image run the MLflow server against Postgres (k8s/base/mlflow.yaml).
 RUN case "${TORCH_FLAVOR}" in \
       cpu)  pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_CPU_INDEX}" ;; \
       cuda) pip install "torch==${TORCH_VERSION}" ;; \
       *)    echo "TORCH_FLAVOR must be cpu or cuda, got ${TORCH_FLAVOR}" >&2; exit 1 ;; \
     esac \
  && grep -v '^torch==' constraints.txt > /tmp/constraints.txt \
- && pip install -c /tmp/constraints.txt ".[serve,tracking,data,pipelines]" "psycopg2-binary==2.9.13" \
- && python -c "import texinspect, torch, kfp, kserve, mlflow; print('texinspect', texinspect.__version__, 'torch', torch.__version__)"
+ && pip install -c /tmp/constraints.txt ".[serve,tracking,data,pipelines,hpo]" "psycopg2-binary==2.9.13" \
+ && python -c "import texinspect, torch, kfp, kserve, mlflow, optuna; print('texinspect', texinspect.__version__, 'torch', torch.__version__)"
 
 # --------------------------------------------------------------------------- runtime stage
 FROM ${BASE_IMAGE} AS runtime
@@ -51,9 +53,11 @@ RUN groupadd --system --gid 1000 texinspect \
 
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
-# Read-only at run time: the default params and the compiled pipeline (for the scheduling Job).
+# Read-only at run time: the default params and the pipelines compiled for this image's flavor
+# (pipelines/cpu/ or pipelines/cuda/: GPU requests only with the CUDA build), which the
+# scheduling Job submits from /app/pipelines/.
 COPY params.yaml ./params.yaml
-COPY pipelines ./pipelines
+COPY pipelines/${TORCH_FLAVOR}/ ./pipelines/
 
 # Caches go to /tmp so the root filesystem can be mounted read-only (with an emptyDir at /tmp).
 ENV PATH=/opt/venv/bin:$PATH \

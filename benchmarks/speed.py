@@ -6,11 +6,15 @@ For each row (default: rbae, fmrnet, aessim and the DRAEM peer), in fresh proces
 gives images/s per phase and a real artifact (FMR-Net's memory bank included); then the artifact is loaded as ``predict`` loads it and timed at ``--image-size``
 px under ``torch.inference_mode``: per-image latency, median and p90, at batch 1 and batch 8, with
 ``--threads`` CPU threads; for FMR-Net also the patch-level early exit (encoder + nearest memory
-entry) beside the pixel-level map. The same again on CUDA when a GPU is present. Each model's
-latency is divided by the peer's, measured in the same run::
+entry) beside the pixel-level map. The same again on CUDA when a GPU is present. With ``--onnx``,
+each texinspect model also gets a ``<row>-onnxruntime`` row: the same artifact exported with
+``texinspect export --format onnx`` (parity-checked at export) and timed with ONNX Runtime's CPU
+provider in a process of its own, same threads, batch sizes and random inputs (FMR-Net's patch
+exit through ``edge.onnx``). Each model's latency is divided by the peer's, measured in the same run::
 
     python benchmarks/speed.py                                   # 256 px, 2 threads, all models
     python benchmarks/speed.py --rows rbae fmrnet --profile-ops  # + torch.profiler op tables
+    python benchmarks/speed.py --rows rbae fmrnet --onnx         # + ONNX Runtime rows
 
 Tables go to ``--results`` (default ``benchmarks/results``): ``speed.csv`` (or ``--csv``),
 ``speed.md``, ``speed.json`` (machine, command, date) and, with ``--profile-ops``,
@@ -71,11 +75,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--profile-ops", action="store_true", help="torch.profiler table of one batch-1 inference")
     p.add_argument("--no-cuda", action="store_true", help="skip the CUDA measurements even with a GPU")
+    p.add_argument("--onnx", action="store_true", help="add a <row>-onnxruntime row per model (needs the onnx extra)")
     p.add_argument("--results", default="benchmarks/results", help="where the tables go")
     p.add_argument("--csv", default=None)
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # internal: measure one row here
     p.add_argument("--json", default=None, help=argparse.SUPPRESS)
-    p.add_argument("--stage", choices=["train", "infer"], default="train", help=argparse.SUPPRESS)
+    p.add_argument("--stage", choices=["train", "infer", "onnx"], default="train", help=argparse.SUPPRESS)
     p.add_argument("--model-dir", default=None, help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -120,6 +125,36 @@ def measure_latency(detector: Any, channels: int, args: argparse.Namespace, devi
     return out
 
 
+ONNX_SUFFIX = "-onnxruntime"
+
+
+def measure_onnx_latency(onnx_dir: Path, channels: int, args: argparse.Namespace) -> dict[str, float]:
+    """Per-image median / p90 ms of the exported graphs under ONNX Runtime (CPU provider)."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from texinspect.export.onnx_export import EDGE_FILE, MODEL_FILE
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = args.threads
+    options.inter_op_num_threads = 1
+    graphs = {"": (MODEL_FILE, "anomaly_map"), "patch_": (EDGE_FILE, "patch_scores")}
+    sessions = {
+        prefix: (ort.InferenceSession(str(onnx_dir / name), options, providers=["CPUExecutionProvider"]), output)
+        for prefix, (name, output) in graphs.items()
+        if (onnx_dir / name).is_file()
+    }
+    rng = np.random.default_rng(0)
+    out: dict[str, float] = {}
+    for bs in args.batch_sizes:
+        x = rng.random((bs, channels, args.image_size, args.image_size), dtype=np.float32)
+        for prefix, (session, output) in sessions.items():
+            times = time_calls(lambda s=session, o=output, x=x: s.run([o], {"images": x}), args.repeats, args.warmup, False)
+            for key, value in latency_stats(times, per=bs).items():
+                out[f"cpu_{prefix}b{bs}_{key}"] = value
+    return out
+
+
 def profile_ops(detector: Any, channels: int, args: argparse.Namespace, path: Path) -> None:
     """Write the top ops (self CPU time) of one batch-1 inference at ``--image-size`` px."""
     from torch.profiler import ProfilerActivity, profile
@@ -146,6 +181,12 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
             result.update(throughput)
         result["peak_rss_train_mb"] = peak_rss_mb()
         return result
+    if args.stage == "onnx":  # the graphs the infer stage exported; only ONNX Runtime runs here
+        meta = json.loads((Path(args.model_dir) / "onnx" / "texinspect_onnx.json").read_text())
+        result["row"] = row.name + ONNX_SUFFIX
+        result.update(measure_onnx_latency(Path(args.model_dir) / "onnx", int(meta["channels"]), args))
+        result["peak_rss_infer_mb"] = peak_rss_mb()
+        return result
     detector, card = load_detector(Path(args.model_dir) / "model", "cpu")
     result["parameters"] = sum(p.numel() for p in detector.parameters())
     result.update(measure_latency(detector, card.channels, args, torch.device("cpu"), "cpu_"))
@@ -158,6 +199,10 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
         torch.cuda.reset_peak_memory_stats()
         result.update(measure_latency(detector, card.channels, args, cuda, "cuda_"))
         result["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    if args.onnx:  # untimed: exported (and parity-checked) here, timed in the "onnx" stage's process
+        from texinspect.export.onnx_export import export_onnx
+
+        export_onnx(Path(args.model_dir) / "model", Path(args.model_dir) / "onnx")
     return result
 
 
@@ -197,16 +242,21 @@ def measure_all(args: argparse.Namespace) -> pd.DataFrame:
             results.append(rec)
             continue
         record: dict[str, Any] = {}
+        onnx_record: dict[str, Any] = {}
+        stages = ("train", "infer", "onnx") if args.onnx else ("train", "infer")
         with tempfile.TemporaryDirectory(prefix=f"speed_{row.name}_") as tmp:
-            for stage in ("train", "infer"):  # separate processes: each peak RSS is its stage's
+            for stage in stages:  # separate processes: each peak RSS is its stage's
                 out_json = Path(tmp) / f"{stage}.json"
                 cmd = [sys.executable, __file__, *sys_args(args), "--worker", row.name, "--stage", stage,
                        "--model-dir", tmp, "--json", str(out_json)]
                 done = subprocess.run(cmd, text=True)
                 if done.returncode != 0:
                     raise SystemExit(f"speed worker for {row.name} ({stage}) failed (exit {done.returncode})")
-                record.update(json.loads(out_json.read_text()))
+                (onnx_record if stage == "onnx" else record).update(json.loads(out_json.read_text()))
         results.append(record)
+        if onnx_record:
+            onnx_record["parameters"] = record.get("parameters")  # the same weights
+            results.append(onnx_record)
     table = pd.DataFrame(results).set_index("row")
     return add_peer_ratios(table)
 
@@ -237,6 +287,8 @@ def sys_args(args: argparse.Namespace) -> list[str]:
         out.append("--profile-ops")
     if args.no_cuda:
         out.append("--no-cuda")
+    if args.onnx:
+        out.append("--onnx")
     return out
 
 

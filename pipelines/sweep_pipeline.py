@@ -7,9 +7,11 @@
                pipeline's own components, fed the best config)
 
 The number of parallel workers is a compile-time setting (``SweepClusterSettings.workers``);
-the trials, the model family, the search space (params.yaml) and the storage URL are run-time
-parameters. On a cluster ``storage`` must be a database every pod reaches (e.g. PostgreSQL);
-on one machine a SQLite file works. Compile: ``python pipelines/sweep_pipeline.py compile``;
+the trials, the model family and the search space (params.yaml) are run-time parameters. The
+storage URL is not a parameter (KFP keeps parameters in its run records, and the URL carries the
+database password): every sweep task reads it from ``$TEXINSPECT_SWEEP_STORAGE``, which the
+cluster fills from the ``texinspect-sweep-db`` Secret. On a cluster it must be a database every
+pod reaches (e.g. PostgreSQL); on one machine a SQLite file works. Compile (both flavors, pipelines/cpu/ and pipelines/cuda/): ``python pipelines/sweep_pipeline.py compile``;
 run every task here with kfp.local: ``python pipelines/sweep_pipeline.py run-local --data DIR``.
 """
 
@@ -17,6 +19,7 @@ run every task here with kfp.local: ``python pipelines/sweep_pipeline.py run-loc
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from dataclasses import dataclass, field
@@ -27,12 +30,23 @@ from kfp import compiler, dsl, kubernetes
 from kfp.dsl import Artifact, Dataset, Input, Markdown, Metrics, Output
 from kfp.dsl.graph_component import GraphComponent
 
+from texinspect.pipeline.build import FLAVOR_SETTINGS
 from texinspect.pipeline.components import build_components
-from texinspect.pipeline.training import MLFLOW_ENV, S3_ENV, ClusterSettings
+from texinspect.pipeline.credentials import apply_env
+from texinspect.pipeline.settings import SWEEP_STORAGE_ENV
+from texinspect.pipeline.training import ClusterSettings, ranks_per_pod
 from texinspect.pipeline.training import _configure as configure_training_task
 
 PIPELINE_NAME = "texinspect-sweep"
-PIPELINE_FILE = Path(__file__).resolve().parent / f"{PIPELINE_NAME}.yaml"
+PIPELINES_DIR = Path(__file__).resolve().parent
+
+
+def sweep_file(flavor: str) -> Path:
+    """``pipelines/<flavor>/texinspect-sweep.yaml``: each image carries its flavor's YAML."""
+    return PIPELINES_DIR / flavor / f"{PIPELINE_NAME}.yaml"
+
+
+PIPELINE_FILE = sweep_file("cuda")  # the default compile: GPU workers, the CUDA image
 
 
 # --------------------------------------------------------------------------- components
@@ -43,14 +57,13 @@ def sweep_setup(
     profile: str,
     overrides: str,
     params_file: str,
-    storage: str,
     study_name: str,
     study: Output[Artifact],
 ) -> str:
     """Create the Optuna study and its MLflow parent run before the workers start."""
     from texinspect.tuning import pipeline_steps as ps
 
-    common = ps.sweep_argv(model, study.path, storage, study_name, profile, overrides, params_file)
+    common = ps.sweep_argv(model, study.path, study_name, profile, overrides, params_file)
     ps.setup(common, study.path)
     return study_name or f"texinspect-{model}"
 
@@ -60,7 +73,6 @@ def sweep_worker(
     profile: str,
     overrides: str,
     params_file: str,
-    storage: str,
     study_name: str,
     data: Input[Dataset],
     trials: int,
@@ -71,7 +83,7 @@ def sweep_worker(
     """One parallel worker: its share of the study's trials (each an MLflow child run)."""
     from texinspect.tuning import pipeline_steps as ps
 
-    common = ps.sweep_argv(model, trial_runs.path, storage, study_name, profile, overrides, params_file, data.path)
+    common = ps.sweep_argv(model, trial_runs.path, study_name, profile, overrides, params_file, data.path)
     ps.worker(common, trials, workers, worker_id)
     trial_runs.metadata["worker_id"] = worker_id
 
@@ -81,7 +93,6 @@ def sweep_best(
     profile: str,
     overrides: str,
     params_file: str,
-    storage: str,
     study_name: str,
     data: Input[Dataset],
     trials: int,
@@ -94,7 +105,7 @@ def sweep_best(
     """Report (trials.csv, plots, best params) from the storage; the best config for retraining."""
     from texinspect.tuning import pipeline_steps as ps
 
-    common = ps.sweep_argv(model, report.path, storage, study_name, profile, overrides, params_file, data.path)
+    common = ps.sweep_argv(model, report.path, study_name, profile, overrides, params_file, data.path)
     result = ps.best(common, report.path, config.path, trials)
     best = result["best"]
     metrics.log_metric("best_value", float(best["value"]))
@@ -128,7 +139,7 @@ def build_sweep_components(image: str) -> dict[str, Any]:
 
 
 def _configure_sweep(task: dsl.PipelineTask, stage: str, settings: ClusterSettings) -> dsl.PipelineTask:
-    """Kubernetes settings of a sweep task (ignored by kfp.local); MLflow env on every one."""
+    """Kubernetes settings of a sweep task (ignored by kfp.local); MLflow and storage env on every one."""
     cpu_req, mem_req, cpu_lim, mem_lim = SWEEP_RESOURCES[stage]
     task.set_display_name(stage)
     task.set_cpu_request(cpu_req).set_memory_request(mem_req).set_cpu_limit(cpu_lim).set_memory_limit(mem_lim)
@@ -140,8 +151,7 @@ def _configure_sweep(task: dsl.PipelineTask, stage: str, settings: ClusterSettin
     kubernetes.set_security_context(
         task, run_as_user=settings.run_as_user, run_as_group=settings.run_as_user, run_as_non_root=True
     )
-    kubernetes.use_config_map_as_env(task, settings.config_map, MLFLOW_ENV)
-    kubernetes.use_secret_as_env(task, settings.s3_secret, S3_ENV)
+    apply_env(task, stage, settings)  # MLflow URI (ConfigMap), Optuna storage URL (Secret)
     task.set_caching_options(False)  # trials depend on the shared storage, not only on the inputs
     return task
 
@@ -154,6 +164,7 @@ def build_sweep_pipeline(settings: SweepClusterSettings | None = None) -> GraphC
     if settings.workers < 1:
         raise ValueError(f"workers must be >= 1, got {settings.workers}")
     cluster = settings.cluster
+    world_size = ranks_per_pod(cluster)  # DDP ranks = GPUs per pod (compile-time)
     sweep = build_sweep_components(cluster.image)
     train = build_components(cluster.image)
     worker_ids = list(range(settings.workers))
@@ -168,18 +179,16 @@ def build_sweep_pipeline(settings: SweepClusterSettings | None = None) -> GraphC
     )
     def texinspect_sweep(
         data_uri: str,
-        storage: str,
         model: str = "rbae",
         trials: int = 20,
         study_name: str = "",
         profile: str = "",
         overrides: str = "",
         params_file: str = "",
-        world_size: int = 1,
     ) -> None:
         data = dsl.importer(artifact_uri=data_uri, artifact_class=dsl.Dataset, reimport=False)
         data.set_display_name("dataset")
-        common = dict(model=model, profile=profile, overrides=overrides, params_file=params_file, storage=storage)
+        common = dict(model=model, profile=profile, overrides=overrides, params_file=params_file)
 
         setup = sweep["sweep-setup"](study_name=study_name, **common)
         _configure_sweep(setup, "sweep-setup", cluster)
@@ -251,7 +260,7 @@ def run_local_sweep(
     args: dict[str, Any] = dict(params or {})
     if args.get("params_file"):
         args["params_file"] = str(Path(args["params_file"]).resolve())
-    args.update(data_uri=str(data), storage=storage or f"sqlite:///{out / 'optuna.db'}", overrides=json.dumps(merged))
+    args.update(data_uri=str(data), overrides=json.dumps(merged))
     root = out / "kfp"
     local.init(
         runner=local.SubprocessRunner(use_venv=False),
@@ -261,9 +270,19 @@ def run_local_sweep(
     )
     before = set(root.glob(f"{PIPELINE_NAME}-*")) if root.is_dir() else set()
     pipeline = build_sweep_pipeline(SweepClusterSettings(workers=workers))
-    with warnings.catch_warnings():  # "non-Python base image": the image is this environment here
-        warnings.filterwarnings("ignore", message=".*base image.*", category=RuntimeWarning)
-        pipeline(**args)
+    # The task subprocesses inherit this environment: the storage URL reaches them as on a
+    # cluster (an env var), never as a parameter.
+    previous = os.environ.get(SWEEP_STORAGE_ENV)
+    os.environ[SWEEP_STORAGE_ENV] = storage or f"sqlite:///{out / 'optuna.db'}"
+    try:
+        with warnings.catch_warnings():  # "non-Python base image": the image is this environment here
+            warnings.filterwarnings("ignore", message=".*base image.*", category=RuntimeWarning)
+            pipeline(**args)
+    finally:
+        if previous is None:
+            os.environ.pop(SWEEP_STORAGE_ENV, None)
+        else:
+            os.environ[SWEEP_STORAGE_ENV] = previous
     runs = sorted(set(root.glob(f"{PIPELINE_NAME}-*")) - before)
     if not runs:
         raise RuntimeError(f"the local sweep run wrote nothing under {root}")
@@ -273,11 +292,11 @@ def run_local_sweep(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    comp = sub.add_parser("compile", help=f"write {PIPELINE_FILE.name}")
-    comp.add_argument("--out", default=str(PIPELINE_FILE))
+    comp = sub.add_parser("compile", help="write pipelines/{cpu,cuda}/texinspect-sweep.yaml (or one --out)")
+    comp.add_argument("--out", default=None, help="one file for --gpus/--image (default: both flavors)")
     comp.add_argument("--workers", type=int, default=SweepClusterSettings().workers)
-    comp.add_argument("--image", default=ClusterSettings().image)
-    comp.add_argument("--gpus", type=int, default=ClusterSettings().gpus)
+    comp.add_argument("--image", default="", help="default: the CPU image for --gpus 0, else the CUDA one")
+    comp.add_argument("--gpus", type=int, default=None, help="GPUs per worker and training task")
     run = sub.add_parser("run-local", help="run every task here with kfp.local")
     run.add_argument("--data", required=True)
     run.add_argument("--out", default="runs/sweep-pipeline")
@@ -288,8 +307,14 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--storage", default="")
     args = parser.parse_args(argv)
     if args.command == "compile":
-        settings = SweepClusterSettings(ClusterSettings(image=args.image, gpus=args.gpus), workers=args.workers)
-        print(compile_sweep_pipeline(Path(args.out), settings))
+        if args.out is None and args.gpus is None and not args.image:
+            for flavor, cluster in FLAVOR_SETTINGS.items():
+                settings = SweepClusterSettings(cluster, workers=args.workers)
+                print(compile_sweep_pipeline(sweep_file(flavor), settings))
+            return 0
+        cluster = ClusterSettings(image=args.image, gpus=1 if args.gpus is None else args.gpus)
+        out = Path(args.out) if args.out else sweep_file(cluster.flavor)
+        print(compile_sweep_pipeline(out, SweepClusterSettings(cluster, workers=args.workers)))
         return 0
     params = {"model": args.model, "trials": args.trials, "profile": args.profile, "params_file": "params.yaml"}
     run_result = run_local_sweep(Path(args.data), Path(args.out), args.storage, params, workers=args.workers)

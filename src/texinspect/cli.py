@@ -30,6 +30,7 @@ SUBCOMMAND_MODULES: list[str] = [
     "texinspect.serving.cli",
     "texinspect.pipeline.cli",
     "texinspect.tuning_cli",
+    "texinspect.export.cli",
 ]
 
 

@@ -61,6 +61,11 @@ def _separable(x: torch.Tensor, k: torch.Tensor, mode: str) -> torch.Tensor:
     r = (k.numel() - 1) // 2
     k = k.to(device=x.device, dtype=x.dtype)
     n, _, h, w = x.shape
+    if torch.compiler.is_exporting():  # ONNX export: a batch of single-channel convolutions, whose
+        # group count does not depend on the (dynamic) batch size as the grouped one's does
+        x = F.pad(x, (r, r, r, r), mode=mode)
+        x = F.conv2d(x, k.view(1, 1, 1, -1))
+        return F.conv2d(x, k.view(1, 1, -1, 1))
     # one grouped convolution over (1, N, H, W) is ~2x faster on CPU than N single-channel ones
     x = F.pad(x, (r, r, r, r), mode=mode).reshape(1, n, h + 2 * r, w + 2 * r)
     x = F.conv2d(x, k.view(1, 1, 1, -1).expand(n, 1, 1, -1), groups=n)
@@ -155,7 +160,9 @@ def ssim_map(
     mode = "reflect" if min(h, w) > window // 2 else "replicate"
     x, y = _per_channel(a), _per_channel(b)
     stacked = torch.cat([x, y, x * x, y * y, x * y], dim=0)
-    mu_x, mu_y, e_xx, e_yy, e_xy = _separable(stacked, k, mode).chunk(5, dim=0)
+    # unflatten + unbind, not chunk: the same five slices, and torch.export keeps the batch dynamic
+    # (chunk's split decomposition guards on the batch size; ONNX export, issue 19)
+    mu_x, mu_y, e_xx, e_yy, e_xy = _separable(stacked, k, mode).unflatten(0, (5, -1)).unbind(0)
     var_x = (e_xx - mu_x**2).clamp_min(0)
     var_y = (e_yy - mu_y**2).clamp_min(0)
     cov = e_xy - mu_x * mu_y

@@ -29,7 +29,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--trials", type=int, default=None, help="total trials of the study (default: sweep.trials); 0: create it only")
     parser.add_argument("--out", default=None, help="sweep folder: trials/, optuna.db, best_params.yaml, plots/ (default: runs/sweep-<model>)")
     parser.add_argument("--data", default=None, help="dataset folder (MVTec layout); default data.root")
-    parser.add_argument("--storage", default=None, help="SQLAlchemy URL of the Optuna storage (default: sweep.storage, else SQLite in --out)")
+    parser.add_argument("--storage", default=None, help="SQLAlchemy URL of the Optuna storage (default: $TEXINSPECT_SWEEP_STORAGE, else sweep.storage, else SQLite in --out)")
     parser.add_argument("--study-name", default=None, help="study name (default: sweep.study_name, else texinspect-<model>)")
     parser.add_argument("--worker-id", type=int, default=0, help="parallel workers on one storage: 0, 1, ... (seeds the sampler)")
     parser.add_argument("--worker-trials", type=int, default=None, help="run at most this many trials in this process")

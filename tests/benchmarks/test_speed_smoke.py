@@ -48,3 +48,19 @@ def test_speed_measures_each_model(bench_data: Path, tmp_path: Path) -> None:
     assert (table["parameters"] > 1000).all()
     profile = (out / "profile_fmrnet.txt").read_text()
     assert "Self CPU" in profile and "aten::" in profile
+
+
+def test_speed_adds_an_onnx_runtime_row(bench_data: Path, tmp_path: Path) -> None:
+    """Issue 19: ``--onnx`` times the exported graphs with ONNX Runtime as a row of its own
+    (a smoke run of the code path, tiny model and one repeat: not a measurement)."""
+    out = tmp_path / "results"
+    argv = ["--rows", "fmrnet", "--onnx", "--data", str(bench_data), "--results", str(out), "--repeats", "1",
+            "--warmup", "0", "--train-steps", "0", "--batch-sizes", "1", "2", "--no-cuda", *SMOKE]
+    assert speed.main(argv) == 0
+    table = pd.read_csv(out / "speed.csv", index_col="row")
+    assert list(table.index) == ["fmrnet", "fmrnet-onnxruntime"]
+    for bs in (1, 2):
+        assert table.at["fmrnet-onnxruntime", f"cpu_b{bs}_median_ms"] > 0
+        assert table.at["fmrnet-onnxruntime", f"cpu_patch_b{bs}_median_ms"] > 0  # edge.onnx
+    assert table.at["fmrnet-onnxruntime", "parameters"] == table.at["fmrnet", "parameters"]
+    assert table.at["fmrnet-onnxruntime", "peak_rss_infer_mb"] > 0

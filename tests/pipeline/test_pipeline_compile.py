@@ -16,7 +16,8 @@ import yaml
 from texinspect.pipeline.build import PIPELINE_FILE, compile_all, compile_pipeline, stale_files
 from texinspect.pipeline.cli import add_parser
 from texinspect.pipeline.components import STAGES
-from texinspect.pipeline.training import DEFAULT_IMAGE, TRAINING_STAGES, ClusterSettings
+from texinspect.pipeline.settings import CUDA_IMAGE, DEFAULT_IMAGE
+from texinspect.pipeline.training import TRAINING_STAGES, ClusterSettings
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -88,7 +89,7 @@ def test_components_use_the_project_image_and_install_nothing(
     spec, k8s = compiled
     for stage in STAGES:
         container = spec["deploymentSpec"]["executors"][f"exec-{stage}"]["container"]
-        assert container["image"] == DEFAULT_IMAGE
+        assert container["image"] == CUDA_IMAGE  # the default compile requests GPUs
         text = " ".join(container["command"])
         assert "pip install" not in text and "pip3 install" not in text, stage
         assert k8s[f"exec-{stage}"]["securityContext"]["runAsNonRoot"] is True
@@ -98,7 +99,7 @@ def test_every_hyper_parameter_reaches_the_pipeline(compiled: tuple[dict[str, An
     from texinspect.pipeline.steps import TYPED_PARAMETERS
 
     params = compiled[0]["root"]["inputDefinitions"]["parameters"]
-    assert {"data_uri", "model", "profile", "overrides", "world_size", "deploy_variant"} <= set(params)
+    assert {"data_uri", "model", "profile", "overrides", "deploy_variant"} <= set(params)
     assert set(TYPED_PARAMETERS) <= set(params)
     assert params["overrides"]["parameterType"] == "STRING"  # a JSON object of any params.yaml keys
     assert params["batch_size"]["parameterType"] == "NUMBER_INTEGER"
@@ -135,7 +136,7 @@ def test_compile_command_writes_pipeline_and_components(
         ]
     )
     assert args.func(args) == 0
-    assert (tmp_path / "p" / PIPELINE_FILE).is_file()
+    assert (tmp_path / "p" / "cpu" / PIPELINE_FILE).is_file() and (tmp_path / "p" / "cuda" / PIPELINE_FILE).is_file()
     assert sorted(p.stem for p in (tmp_path / "c").glob("*.yaml")) == sorted(STAGES)
     # each component spec is self-contained and loadable by other pipelines
     from kfp import components
@@ -161,4 +162,78 @@ def test_compile_command_writes_pipeline_and_components(
 
 def test_compile_all_returns_every_file(tmp_path: Path) -> None:
     paths = compile_all(tmp_path / "p", tmp_path / "c")
-    assert len(paths) == 1 + len(STAGES) and all(p.stat().st_size > 0 for p in paths)
+    assert len(paths) == 2 + len(STAGES) and all(p.stat().st_size > 0 for p in paths)
+    assert {p.relative_to(tmp_path / "p").as_posix() for p in paths if p.is_relative_to(tmp_path / "p")} == {
+        f"cpu/{PIPELINE_FILE}",
+        f"cuda/{PIPELINE_FILE}",
+    }
+
+
+@pytest.mark.parametrize(("gpus", "image"), [(0, DEFAULT_IMAGE), (1, CUDA_IMAGE), (4, CUDA_IMAGE)])
+def test_the_image_follows_the_accelerator(tmp_path: Path, gpus: int, image: str) -> None:
+    """Issue 19 (1): a GPU compile names the CUDA image, a CPU compile the CPU one."""
+    spec, _ = _load(compile_pipeline(tmp_path / "x.yaml", ClusterSettings(gpus=gpus)))
+    for stage in STAGES:
+        assert spec["deploymentSpec"]["executors"][f"exec-{stage}"]["container"]["image"] == image, stage
+
+
+@pytest.mark.parametrize("gpus", [0, 1, 2, 4])
+def test_ranks_per_pod_equal_the_gpus_per_pod(tmp_path: Path, gpus: int) -> None:
+    """Issue 19 (6): world_size is fixed with the GPU request, so no two NCCL ranks share a GPU."""
+    spec, _ = _load(compile_pipeline(tmp_path / "x.yaml", ClusterSettings(gpus=gpus)))
+    assert "world_size" not in spec["root"]["inputDefinitions"]["parameters"]
+    for stage in TRAINING_STAGES:
+        task = spec["root"]["dag"]["tasks"][stage]["inputs"]["parameters"]["world_size"]
+        ranks = task["runtimeValue"]["constant"]
+        resources = spec["deploymentSpec"]["executors"][f"exec-{stage}"]["container"]["resources"]
+        gpus_in_pod = int(resources.get("accelerator", {}).get("resourceCount", 0))
+        assert ranks == max(1, gpus_in_pod) and gpus_in_pod == gpus, stage
+
+
+def test_world_size_parameter_points_at_compile_time() -> None:
+    from texinspect.errors import ConfigError
+    from texinspect.pipeline.cli import pipeline_params
+
+    parser = argparse.ArgumentParser(prog="texinspect")
+    add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["pipeline", "run", "--host", "http://x", "--data", "s3://d/x", "--param", "world_size=2"])
+    with pytest.raises(ConfigError, match="compile --gpus"):
+        pipeline_params(args)
+
+
+def test_cache_keys_follow_the_dataset_content(compiled: tuple[dict[str, Any], dict[str, Any]]) -> None:
+    """Issue 19 (7): the never-cached content hash feeds resolve-config, whose config every
+    cached stage takes, so new data behind the same URI retrains and the same data is cached."""
+    spec, _ = compiled
+    tasks = spec["root"]["dag"]["tasks"]
+    fingerprint = tasks["dataset-fingerprint"]
+    assert fingerprint["cachingOptions"].get("enableCache") is not True
+    assert fingerprint["inputs"]["artifacts"]["data"]["taskOutputArtifact"]["producerTask"].startswith("importer")
+    data_hash = tasks["resolve-config"]["inputs"]["parameters"]["data_hash"]["taskOutputParameter"]
+    assert data_hash == {"outputParameterKey": "Output", "producerTask": "dataset-fingerprint"}
+    # every cached stage that reads the data also reads the config (so its key holds the hash)
+    for name, task in tasks.items():
+        artifacts = task.get("inputs", {}).get("artifacts", {})
+        if "data" in artifacts and name != "dataset-fingerprint":
+            assert task["cachingOptions"].get("enableCache") is True, name
+            producer = artifacts["config"]["taskOutputArtifact"]["producerTask"]
+            assert producer == "resolve-config", name
+
+
+def test_fingerprint_step_hashes_the_imported_folder(tmp_path: Path) -> None:
+    from texinspect.data.transfer import content_hash
+    from texinspect.pipeline import steps
+
+    (tmp_path / "train" / "good").mkdir(parents=True)
+    (tmp_path / "train" / "good" / "a.png").write_bytes(b"1")
+    first = steps.dataset_fingerprint(tmp_path)
+    assert first == content_hash(tmp_path) and first.startswith("sha256:")
+    (tmp_path / "train" / "good" / "a.png").write_bytes(b"2")
+    assert steps.dataset_fingerprint(tmp_path) != first
+
+
+def test_evaluation_outputs_classification_metrics(compiled: tuple[dict[str, Any], dict[str, Any]]) -> None:
+    spec, _ = compiled
+    outputs = spec["components"]["comp-evaluate-model"]["outputDefinitions"]["artifacts"]
+    assert outputs["classification"]["artifactType"]["schemaTitle"] == "system.ClassificationMetrics"
+    assert outputs["metrics"]["artifactType"]["schemaTitle"] == "system.Metrics"

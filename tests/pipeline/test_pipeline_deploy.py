@@ -1,5 +1,6 @@
-"""The deploy step: model store layout, the rendered InferenceService, and create-or-replace
-against a Kubernetes API (a loopback HTTP server that speaks the custom-objects REST paths)."""
+"""The deploy step: model store layout, the rendered InferenceService (checked against KServe's CRD
+schema), and server-side apply against a Kubernetes API (a loopback HTTP server that speaks the
+custom-objects REST paths and apply PATCHes)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import yaml
 
 from texinspect.errors import ConfigError
 from texinspect.pipeline import deploy
-from texinspect.pipeline.manifest_schema import validate_kserve
+from texinspect.pipeline.crd_schemas import validate_custom
 
 PATH = "/apis/serving.kserve.io/v1beta1/namespaces/factory/inferenceservices"
 
@@ -47,24 +48,26 @@ def test_stage_model_versions_and_is_idempotent(tmp_path: Path) -> None:
 @pytest.mark.parametrize("variant", sorted(deploy.VARIANTS))
 def test_rendered_service_is_valid_kserve(variant: str) -> None:
     manifest = deploy.render_inference_service("ti", "pvc://texinspect-models/ti/v2", variant, "factory", "2")
-    isvc = validate_kserve(manifest)
-    predictor = isvc.spec.predictor
-    assert predictor.model.storage_uri == "pvc://texinspect-models/ti/v2"
-    assert predictor.model.runtime == "texinspect" and predictor.model.model_format.name == "texinspect"
-    assert predictor.min_replicas >= 1 and predictor.max_replicas >= predictor.min_replicas
-    assert predictor.model.readiness_probe.http_get.path == "/v2/health/ready"
-    assert predictor.model.security_context.read_only_root_filesystem is True
-    assert ("nvidia.com/gpu" in predictor.model.resources.limits) == (variant == "gpu")
+    validate_custom(manifest)  # KServe's CRD schema, unknown fields rejected
+    predictor = manifest["spec"]["predictor"]
+    assert predictor["model"]["storageUri"] == "pvc://texinspect-models/ti/v2"
+    assert predictor["model"]["runtime"] == "texinspect" and predictor["model"]["modelFormat"]["name"] == "texinspect"
+    assert predictor["minReplicas"] >= 1 and predictor["maxReplicas"] >= predictor["minReplicas"]
+    assert predictor["model"]["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert predictor["model"]["securityContext"]["readOnlyRootFilesystem"] is True
+    assert ("nvidia.com/gpu" in predictor["model"]["resources"]["limits"]) == (variant == "gpu")
     assert manifest["metadata"]["annotations"]["texinspect.io/model-version"] == "2"
     with pytest.raises(ConfigError, match="tpu"):
         deploy.render_inference_service("ti", "pvc://x/y", "tpu")
 
 
 class FakeKube(BaseHTTPRequestHandler):
-    """Just enough of the API server: GET/POST/PUT on namespaced inferenceservices."""
+    """Just enough of the API server: GET and server-side apply (PATCH) on namespaced
+    inferenceservices; any other write is an error (the step must not create or replace)."""
 
     objects: dict[str, dict[str, Any]] = {}
     calls: list[tuple[str, str]] = []
+    managers: list[str] = []
 
     def _send(self, code: int, body: dict[str, Any]) -> None:
         data = json.dumps(body).encode()
@@ -94,24 +97,24 @@ class FakeKube(BaseHTTPRequestHandler):
                 },
             )
 
-    def do_POST(self) -> None:  # noqa: N802
-        self.calls.append(("POST", self.path))
-        body = self._body()
-        assert self.path == PATH
-        body["metadata"]["resourceVersion"] = "1"
-        self.objects[body["metadata"]["name"]] = body
-        self._send(201, body)
+    def do_PATCH(self) -> None:  # noqa: N802
+        from urllib.parse import parse_qs, urlsplit
 
-    def do_PUT(self) -> None:  # noqa: N802
-        self.calls.append(("PUT", self.path))
-        body = self._body()
-        name = self.path.rsplit("/", 1)[-1]
-        if body["metadata"].get("resourceVersion") != self.objects[name]["metadata"]["resourceVersion"]:
-            self._send(409, {"kind": "Status", "code": 409, "reason": "Conflict"})
+        url = urlsplit(self.path)
+        self.calls.append(("PATCH", url.path))
+        query = parse_qs(url.query)
+        if self.headers["Content-Type"] != "application/apply-patch+yaml" or "fieldManager" not in query:
+            self._send(415, {"kind": "Status", "code": 415, "reason": "UnsupportedMediaType"})
             return
-        body["metadata"]["resourceVersion"] = str(int(body["metadata"]["resourceVersion"]) + 1)
+        self.managers.append(query["fieldManager"][0])
+        name = url.path.rsplit("/", 1)[-1]
+        body = self._body()
+        assert url.path == f"{PATH}/{name}" and body["metadata"]["name"] == name
+        created = name not in self.objects
+        version = 1 if created else int(self.objects[name]["metadata"]["resourceVersion"]) + 1
+        body["metadata"]["resourceVersion"] = str(version)
         self.objects[name] = body
-        self._send(200, body)
+        self._send(201 if created else 200, body)
 
     def log_message(self, *args: Any) -> None:
         pass
@@ -119,7 +122,7 @@ class FakeKube(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def kube(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[type[FakeKube]]:
-    FakeKube.objects, FakeKube.calls = {}, []
+    FakeKube.objects, FakeKube.calls, FakeKube.managers = {}, [], []
     server = ThreadingHTTPServer(("127.0.0.1", 0), FakeKube)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -139,20 +142,23 @@ def kube(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[type[FakeK
     server.shutdown()
 
 
-def test_deploy_creates_then_replaces_the_service(tmp_path: Path, kube: type[FakeKube]) -> None:
+def test_first_deploy_creates_the_service_and_later_ones_update_it(tmp_path: Path, kube: type[FakeKube]) -> None:
+    """Issue 19 (4): the InferenceService appears with the first promoted model, by server-side apply."""
     model, store = _model(tmp_path), tmp_path / "store"
     first = deploy.deploy(model, "1", "texinspect", "factory", store, "cpu", True, tmp_path / "m1.yaml")
     assert first["action"] == "created" and first["storage_uri"] == "pvc://texinspect-models/texinspect/v1"
-    assert [c[0] for c in kube.calls] == ["GET", "POST"]
+    assert [c[0] for c in kube.calls] == ["PATCH"]
     second = deploy.deploy(model, "2", "texinspect", "factory", store, "gpu", True, tmp_path / "m2.yaml")
     assert second["action"] == "updated"
-    assert [c[0] for c in kube.calls] == ["GET", "POST", "GET", "PUT"]
+    assert [c[0] for c in kube.calls] == ["PATCH", "PATCH"]
+    assert kube.managers == [deploy.FIELD_MANAGER] * 2
     live = kube.objects["texinspect"]
     assert live["spec"]["predictor"]["model"]["storageUri"] == "pvc://texinspect-models/texinspect/v2"
     assert live["metadata"]["resourceVersion"] == "2"
     assert live["spec"]["predictor"]["model"]["resources"]["limits"]["nvidia.com/gpu"] == "1"
     written = yaml.safe_load((tmp_path / "m2.yaml").read_text())
-    assert written["metadata"]["namespace"] == "factory" and validate_kserve(written)
+    assert written["metadata"]["namespace"] == "factory"
+    validate_custom(written)
     assert sorted(p.name for p in (store / "texinspect").iterdir()) == ["v1", "v2"]
 
 
@@ -164,3 +170,19 @@ def test_deploy_without_apply_only_renders(tmp_path: Path, kube: type[FakeKube])
     assert yaml.safe_load((tmp_path / "m.yaml").read_text())["spec"]["predictor"]["model"][
         "storageUri"
     ].endswith("svc/v5")
+
+
+def test_an_invalid_service_is_refused_before_the_cluster_sees_it(
+    tmp_path: Path, kube: type[FakeKube], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    render = deploy.render_inference_service
+
+    def typo(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        manifest = render(*args, **kwargs)
+        manifest["spec"]["predictor"]["minReplica"] = 1
+        return manifest
+
+    monkeypatch.setattr(deploy, "render_inference_service", typo)
+    with pytest.raises(ConfigError, match="minReplica"):
+        deploy.deploy(_model(tmp_path), "1", "svc", "factory", tmp_path / "s", "cpu", True, tmp_path / "m.yaml")
+    assert kube.calls == []

@@ -10,8 +10,11 @@ from pathlib import Path
 
 import yaml
 
+from texinspect.pipeline.build import FLAVOR_SETTINGS, PIPELINE_FILE
+from texinspect.pipeline.settings import CUDA_IMAGE, DEFAULT_IMAGE
 from texinspect.pipeline.steps import PARAMS_ENV
-from texinspect.pipeline.training import DEFAULT_IMAGE
+
+FLAVORS = ("cpu", "cuda")
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET_WORDS = re.compile(r"(PASSWORD|SECRET|TOKEN|ACCESS_KEY|PRIVATE|CREDENTIAL|API_KEY)", re.I)
@@ -99,11 +102,12 @@ def test_copied_files_exist_and_are_not_ignored() -> None:
         for line in (REPO / ".dockerignore").read_text().splitlines()
         if line.strip() and not line.startswith("#")
     ]
-    for src in _copied_sources():
-        assert (REPO / src).exists(), f"COPY {src}: not in the repository"
-        assert not any(fnmatch.fnmatch(src, pattern) for pattern in ignored), (
-            f"COPY {src} is excluded by .dockerignore"
-        )
+    for pattern_src in _copied_sources():
+        for src in {pattern_src.replace("${TORCH_FLAVOR}", flavor) for flavor in FLAVORS}:
+            assert (REPO / src).exists(), f"COPY {src}: not in the repository"
+            assert not any(fnmatch.fnmatch(src, pattern) for pattern in ignored), (
+                f"COPY {src} is excluded by .dockerignore"
+            )
 
 
 def test_image_serves_what_components_and_manifests_expect() -> None:
@@ -111,14 +115,56 @@ def test_image_serves_what_components_and_manifests_expect() -> None:
     assert f"{PARAMS_ENV}=/app/params.yaml" in envs  # resolve-config finds the defaults here
     copies = [a for w, a in DOCKERFILE if w == "COPY"]
     assert any(a.split()[0] == "params.yaml" and a.endswith("params.yaml") for a in copies)
-    assert any(a.startswith("pipelines ") for a in copies)  # the scheduling Job uploads /app/pipelines/...
+    # the scheduling Job uploads /app/pipelines/...: the YAML compiled for this image's flavor
+    assert "pipelines/${TORCH_FLAVOR}/ ./pipelines/" in copies
     assert ("WORKDIR", "/app") in DOCKERFILE
     assert any(w == "ENTRYPOINT" and "texinspect" in a for w, a in DOCKERFILE)
     run = " ".join(a for w, a in DOCKERFILE if w == "RUN")
     assert "psycopg2" in run  # the MLflow server in k8s/base/mlflow.yaml talks to Postgres
     for extra in ("serve", "tracking", "pipelines"):
-        assert extra in re.search(r'"\.\[([^\]]+)\]"', run).group(1)
+        assert extra in installed_extras()
     # the image tag the compiled pipeline names is the one the CPU overlay deploys
     overlay = yaml.safe_load((REPO / "k8s" / "overlays" / "cpu" / "kustomization.yaml").read_text())
     (image,) = overlay["images"]
     assert f"{image.get('newName', image['name'])}:{image['newTag']}" == DEFAULT_IMAGE
+
+
+def installed_extras() -> set[str]:
+    """The extras of ``pip install ".[a,b]"`` in the Dockerfile."""
+    run = " ".join(a for w, a in DOCKERFILE if w == "RUN")
+    match = re.search(r'"\.\[([^\]]+)\]"', run)
+    assert match, 'the Dockerfile installs the project with extras: pip install ".[...]"'
+    return {e.strip() for e in match.group(1).split(",")}
+
+
+def test_image_installs_every_extra_a_component_imports() -> None:
+    """Issue 19 (2): the extras are derived from what the components' code imports, not listed by hand."""
+    from tests.pipeline.import_closure import component_entry_modules, extras_needed, uncovered
+
+    entry = component_entry_modules()
+    needed = extras_needed(entry)
+    assert {"hpo", "pipelines", "tracking"} <= needed  # optuna (sweep), kfp, mlflow: the derivation sees them
+    missing = needed - installed_extras()
+    assert not missing, f"Dockerfile: pip install .[...] lacks extra(s) {sorted(missing)} that components import"
+    # and every module they import is brought by the core install or an installed extra
+    lost = uncovered(entry, installed_extras())
+    assert not lost, f"components import modules no installed extra provides (distribution: module): {lost}"
+
+
+def test_each_image_flavor_carries_the_yaml_compiled_for_it() -> None:
+    """Issue 19 (1): GPU tasks run the CUDA image, and the CPU image ships no GPU request."""
+    assert FLAVOR_SETTINGS["cuda"].image == CUDA_IMAGE and FLAVOR_SETTINGS["cpu"].image == DEFAULT_IMAGE
+    for flavor in FLAVORS:
+        for name in (PIPELINE_FILE, "texinspect-sweep.yaml"):
+            spec = next(yaml.safe_load_all((REPO / "pipelines" / flavor / name).read_text()))
+            containers = [e["container"] for e in spec["deploymentSpec"]["executors"].values() if "container" in e]
+            gpu = [c for c in containers if "accelerator" in c.get("resources", {})]
+            images = {c["image"] for c in containers}
+            if flavor == "cuda":
+                assert gpu and images == {CUDA_IMAGE}, (flavor, name, images)
+            else:
+                assert not gpu and images == {DEFAULT_IMAGE}, (flavor, name, images)
+    # the GPU overlay runs the CUDA image, whose /app/pipelines/ is pipelines/cuda/
+    overlay = yaml.safe_load((REPO / "k8s" / "overlays" / "gpu" / "kustomization.yaml").read_text())
+    (image,) = overlay["images"]
+    assert f"{image.get('newName', image['name'])}:{image['newTag']}" == CUDA_IMAGE

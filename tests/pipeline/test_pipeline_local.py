@@ -18,8 +18,8 @@ import yaml
 
 from texinspect.config import load_config
 from texinspect.data.sample import make_sample_dataset
+from texinspect.pipeline.crd_schemas import validate_custom
 from texinspect.pipeline.local import run_local, summary
-from texinspect.pipeline.manifest_schema import validate_kserve
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = {
@@ -85,7 +85,7 @@ def test_local_pipeline_end_to_end(
     assert run.registration["promoted"] is True and str(run.registration["version"]) == "1"
     assert run.deployed
     manifest = yaml.safe_load(run.artifact("deploy-model", "manifest").read_text())
-    validate_kserve(manifest)
+    validate_custom(manifest)
     assert manifest["spec"]["predictor"]["model"]["storageUri"] == "pvc://texinspect-models/texinspect/v1"
     staged = tmp_path / "model-store" / "texinspect" / "v1"
     assert sorted(p.name for p in staged.iterdir()) == sorted(p.name for p in model.iterdir())

@@ -135,3 +135,65 @@ def test_step_modules_import_inside_a_kfp_task() -> None:
     env = {**os.environ, "_KFP_RUNTIME": "true"}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_roc_and_confusion_become_kfp_classification_metrics(tmp_path: Path) -> None:
+    """Issue 19: the evaluation's ROC curve and confusion matrix as KFP ClassificationMetrics
+    (what the Kubeflow UI draws), JSON-safe and bounded."""
+    import json
+
+    import numpy as np
+    import pandas as pd
+    from kfp.dsl import ClassificationMetrics
+    from sklearn.metrics import roc_curve
+
+    rng = np.random.default_rng(0)
+    labels = np.r_[np.zeros(500), np.ones(500)]
+    scores = labels + rng.normal(0, 0.8, size=labels.size)
+    fpr, tpr, thresholds = roc_curve(labels, scores)
+    assert np.isinf(thresholds[0]) and len(fpr) > steps.MAX_CURVE_POINTS
+    (tmp_path / "curves").mkdir()
+    pd.DataFrame({"fpr": fpr, "tpr": tpr, "threshold": thresholds}).to_csv(tmp_path / "curves" / "roc.csv", index=False)
+    pd.DataFrame(
+        {"defect_type": ["crack", "spot", "good", "all"], "n": [10, 6, 8, 24], "flagged": [0.9, 0.5, 0.25, 0.5],
+         "image_auroc": [0.9, 0.8, None, 0.85], "pixel_auroc": None, "aupro": None}
+    ).to_csv(tmp_path / "per_type.csv", index=False)  # fmt: skip
+
+    roc = steps.roc_curve_points(tmp_path)
+    assert roc is not None and len(roc["fpr"]) == steps.MAX_CURVE_POINTS
+    assert roc["fpr"][0] == 0.0 and roc["fpr"][-1] == 1.0 and roc["tpr"][-1] == 1.0
+    assert all(np.isfinite(roc["threshold"])) and roc["threshold"][0] > roc["threshold"][1]
+    categories, matrix = steps.confusion_matrix(tmp_path)
+    assert categories == ["good", "defect"] and matrix == [[6, 2], [4, 12]]
+
+    artifact = ClassificationMetrics(name="classification")
+    artifact.log_roc_curve(roc["fpr"], roc["tpr"], roc["threshold"])
+    artifact.log_confusion_matrix(categories, matrix)
+    json.dumps(artifact.metadata, allow_nan=False)  # what KFP writes to MLMD
+    assert len(artifact.metadata["confidenceMetrics"]) == steps.MAX_CURVE_POINTS
+    assert steps.roc_curve_points(tmp_path / "nothing") is None
+
+
+def test_confusion_matrix_needs_a_known_threshold(tmp_path: Path) -> None:
+    import pandas as pd
+
+    pd.DataFrame({"defect_type": ["crack", "good", "all"], "n": [2, 2, 4], "flagged": [None, None, None]}).to_csv(
+        tmp_path / "per_type.csv", index=False
+    )
+    assert steps.confusion_matrix(tmp_path) is None
+
+
+def test_ddp_steps_start_their_processes_with_torchrun() -> None:
+    """Issue 19: PyTorch's own launcher (torchrun), not a home-made spawn, runs the ranks."""
+    from torch.distributed.run import get_args_parser
+
+    argv = steps.train_argv("c.yaml", "data", "run", "1")
+    parsed = get_args_parser().parse_args(steps.torchrun_args(argv, 4))
+    assert parsed.standalone and parsed.nproc_per_node == "4"
+    assert parsed.module and parsed.training_script == "texinspect" and parsed.training_script_args == argv
+
+
+@pytest.mark.timeout(300)
+def test_a_failing_rank_fails_the_step_with_torchrun_s_summary(tmp_path: Path) -> None:
+    with pytest.raises(steps.StepError, match=r"torchrun --standalone --nproc-per-node=2"):
+        steps.run_training(str(tmp_path / "missing.yaml"), str(tmp_path), str(tmp_path / "run"), "1", world_size=2)

@@ -50,7 +50,8 @@ def test_compiles_with_parallel_workers_and_the_training_components(tmp_path: Pa
     assert loop_key in tasks["sweep-best"]["dependentTasks"]
     assert "sweep-setup" in loop["dependentTasks"]  # the study exists before any worker starts
     params = spec["root"]["inputDefinitions"]["parameters"]
-    assert {"data_uri", "storage", "model", "trials", "study_name", "profile", "overrides", "params_file"} <= set(params)
+    assert {"data_uri", "model", "trials", "study_name", "profile", "overrides", "params_file"} <= set(params)
+    assert "storage" not in params  # the database URL carries a password: a Secret, not a parameter
     # workers get the GPU; MLflow settings reach every sweep task on a cluster
     platform = docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     assert "configMapAsEnv" in platform["exec-sweep-worker"]
@@ -61,17 +62,21 @@ def test_compiles_with_parallel_workers_and_the_training_components(tmp_path: Pa
 
 def test_checked_in_yaml_is_up_to_date(tmp_path: Path) -> None:
     m = _module()
-    fresh = m.compile_sweep_pipeline(tmp_path / "sweep.yaml")
-    assert m.PIPELINE_FILE.is_file(), "run: python pipelines/sweep_pipeline.py compile"
-    assert list(yaml.safe_load_all(m.PIPELINE_FILE.read_text())) == list(yaml.safe_load_all(fresh.read_text()))
+    for flavor, cluster in m.FLAVOR_SETTINGS.items():  # each image carries its flavor's YAML
+        fresh = m.compile_sweep_pipeline(tmp_path / f"{flavor}.yaml", m.SweepClusterSettings(cluster))
+        kept = m.sweep_file(flavor)
+        assert kept.is_file(), "run: python pipelines/sweep_pipeline.py compile"
+        assert list(yaml.safe_load_all(kept.read_text())) == list(yaml.safe_load_all(fresh.read_text())), kept
 
 
-def test_empty_storage_is_a_clear_error() -> None:
+def test_missing_storage_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     from texinspect.errors import ConfigError
+    from texinspect.pipeline.settings import SWEEP_STORAGE_ENV
     from texinspect.tuning.pipeline_steps import sweep_argv, worker_share
 
-    with pytest.raises(ConfigError, match="storage"):
-        sweep_argv("rbae", "/tmp/x", "")
+    monkeypatch.delenv(SWEEP_STORAGE_ENV, raising=False)
+    with pytest.raises(ConfigError, match="texinspect-sweep-db"):
+        sweep_argv("rbae", "/tmp/x")
     assert worker_share(5, 2) == 3 and worker_share(2, 2) == 1
 
 

@@ -14,7 +14,7 @@ import pytest
 from optuna.trial import TrialState
 
 from texinspect.tuning import run_sweep
-from texinspect.tuning.study import make_storage, open_study, recover_dead_trials, requeue_trial
+from texinspect.tuning.study import make_storage, open_study, recover_dead_trials, resume_of
 
 from .conftest import FAKE_MODULE, FAST_STEPS, TESTS
 
@@ -64,7 +64,7 @@ def test_a_killed_study_resumes_with_its_trials_intact(write_params, make_plan, 
     assert after[0].state == TrialState.COMPLETE and after[0].value == before[0].value
     assert after[0].params == before[0].params
     assert after[1].state == TrialState.FAIL
-    assert after[2].state == TrialState.COMPLETE and after[2].user_attrs["resume_of"] == 1
+    assert after[2].state == TrialState.COMPLETE and resume_of(after[2]) == 1
     assert after[2].params == killed_params
     assert after[2].user_attrs["run_dir"] == str(out / "trials" / "0001")
     assert after[3].state == TrialState.COMPLETE and len(after) == 4
@@ -92,7 +92,7 @@ def test_ctrl_c_stops_the_sweep_and_the_next_start_continues_that_trial(
     assert first.state == TrialState.FAIL and first.user_attrs["interrupted"] is True
     result = run_sweep(plan, plots=False)  # the fake raises only once per process
     trials = open_study(plan.ref, plan.settings).trials
-    resumed = [t for t in trials if t.user_attrs.get("resume_of") == 0]
+    resumed = [t for t in trials if resume_of(t) == 0]
     assert len(resumed) == 1 and resumed[0].state == TrialState.COMPLETE
     assert resumed[0].params == {"train.weight_decay": 2.0}
     assert result.summary["states"] == {"FAIL": 1, "COMPLETE": 2}
@@ -109,8 +109,8 @@ def test_an_interrupted_trial_is_queued_again_on_the_next_start(write_params, ma
     assert recover_dead_trials(study) == [0]
     assert recover_dead_trials(study) == []  # queued once only
     waiting = study.get_trials(states=(TrialState.WAITING,))
-    assert len(waiting) == 1 and waiting[0].system_attrs["fixed_params"] == study.trials[0].params
-    assert waiting[0].user_attrs["resume_of"] == 0
+    assert len(waiting) == 1 and waiting[0].params == study.trials[0].params
+    assert resume_of(waiting[0]) == 0
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning", "ignore::optuna.exceptions.ExperimentalWarning")
@@ -119,7 +119,8 @@ def test_a_trial_whose_heartbeat_stops_is_failed_and_queued_again(write_params, 
     plan = make_plan(write_params(sweep={"heartbeat_seconds": 1}), tmp_path / "sweep", 2)
     study = open_study(plan.ref, plan.settings)
     storage = study._storage
-    assert storage.get_heartbeat_stale_trial_callback() is requeue_trial
+    # Issue 19: Optuna's own re-queue, not a home-made one
+    assert isinstance(storage.get_heartbeat_stale_trial_callback(), optuna.storages.RetryHeartbeatStaleTrialCallback)
     trial = study.ask({"train.lr": optuna.distributions.FloatDistribution(0.01, 0.9, log=True)})
     trial.set_user_attr("host", "another-pod")  # not this machine: only the heartbeat can tell
     trial.set_user_attr("run_dir", "/elsewhere/trials/0000")
@@ -129,6 +130,7 @@ def test_a_trial_whose_heartbeat_stops_is_failed_and_queued_again(write_params, 
     optuna.storages.fail_stale_trials(study)
     trials = study.trials
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]
-    assert trials[1].user_attrs == {"resume_of": 0, "run_dir": "/elsewhere/trials/0000"}
-    assert trials[1].system_attrs["fixed_params"] == trials[0].params
+    assert trials[1].user_attrs == {"host": "another-pod", "run_dir": "/elsewhere/trials/0000"}
+    assert optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(trials[1]) == 0
+    assert trials[1].params == trials[0].params
     assert make_storage(plan.ref, 0).get_heartbeat_interval() is None

@@ -1,6 +1,6 @@
-"""``texinspect data check DIR`` and ``texinspect data sample DIR``: argument parsing only.
+"""``texinspect data check | sample | push | pull``: argument parsing only.
 
-The logic lives in ``check.py`` and ``sample.py``; the lead's ``texinspect.cli`` mounts this with
+The logic lives in ``check.py``, ``sample.py`` and ``transfer.py``; the lead's ``texinspect.cli`` mounts this with
 ``add_parser(subparsers)``, and ``main`` lets it run on its own (tests, ``python -m``).
 """
 
@@ -18,9 +18,9 @@ from texinspect.errors import DataError, TexinspectError
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``data`` command (with ``check`` and ``sample``) to a parent parser's subparsers."""
     data = subparsers.add_parser(
-        "data", help="check a dataset folder, or write the procedural sample dataset"
+        "data", help="check a dataset folder, write the sample dataset, push to / pull from S3"
     )
-    commands = data.add_subparsers(dest="data_command", metavar="{check,sample}")
+    commands = data.add_subparsers(dest="data_command", metavar="{check,sample,push,pull}")
     commands.required = True
 
     check = commands.add_parser(
@@ -56,6 +56,24 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     sample.add_argument("--overwrite", action="store_true", help="replace a sample dataset already in DIR")
     sample.set_defaults(func=run_sample)
 
+    push = commands.add_parser(
+        "push",
+        help="upload a dataset folder to s3://bucket/prefix (what the pipeline's data_uri imports)",
+        description="Upload DIR so the prefix holds exactly DIR (objects DIR lacks are removed), then "
+        "write .texinspect-dataset.json with the content hash. Endpoint and credentials: "
+        "AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY.",
+    )
+    push.add_argument("dir", metavar="DIR", help="dataset root (MVTec layout)")
+    push.add_argument("uri", metavar="S3_URI", help="s3://bucket/prefix")
+    push.add_argument("--no-check", action="store_true", help="skip `data check` before uploading")
+    push.set_defaults(func=run_push)
+
+    pull = commands.add_parser("pull", help="download s3://bucket/prefix into a folder, checking its hash")
+    pull.add_argument("uri", metavar="S3_URI", help="s3://bucket/prefix")
+    pull.add_argument("dir", metavar="DIR", help="destination folder (must not exist unless --overwrite)")
+    pull.add_argument("--overwrite", action="store_true", help="replace DIR")
+    pull.set_defaults(func=run_pull)
+
 
 def run_check(args: argparse.Namespace) -> int:
     """Print the check summary; 1 when there are problems, 0 when the dataset is clean."""
@@ -85,6 +103,22 @@ def run_sample(args: argparse.Namespace) -> int:
     )
     counts = ", ".join(f"{key} {n}" for key, n in index.counts().items())
     print(f"wrote {len(index)} images to {index.root} ({args.texture}, seed {args.seed}): {counts}")
+    return 0
+
+
+def run_push(args: argparse.Namespace) -> int:
+    from texinspect.data.transfer import push
+
+    result = push(args.dir, args.uri, check=not args.no_check)
+    print(f"pushed {result.files} files to {result.uri} ({result.removed} stale removed); {result.content_hash}")
+    return 0
+
+
+def run_pull(args: argparse.Namespace) -> int:
+    from texinspect.data.transfer import pull
+
+    folder, digest = pull(args.uri, args.dir, overwrite=args.overwrite)
+    print(f"pulled {args.uri} to {folder}; {digest}")
     return 0
 
 

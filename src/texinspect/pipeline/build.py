@@ -1,6 +1,7 @@
 """``texinspect pipeline compile``: the pipeline YAML and one component YAML per stage.
 
-``pipelines/texinspect-training.yaml`` is what you upload to Kubeflow (UI or ``kfp.Client``);
+``pipelines/<flavor>/texinspect-training.yaml`` is what you upload to Kubeflow (UI or
+``kfp.Client``): ``cuda`` requests GPUs and names the CUDA image, ``cpu`` neither;
 ``components/<stage>.yaml`` are the same components on their own, for other pipelines
 (``kfp.components.load_component_from_file``). Both are checked in and CI recompiles them to
 make sure they match the code (``texinspect pipeline compile --check``).
@@ -19,6 +20,16 @@ from texinspect.pipeline.components import build_components
 from texinspect.pipeline.training import PIPELINE_NAME, ClusterSettings, build_pipeline
 
 PIPELINE_FILE = f"{PIPELINE_NAME}.yaml"
+# The YAML each image carries: the CPU image ships pipelines/cpu/, the CUDA image pipelines/cuda/
+# (the Dockerfile copies pipelines/${TORCH_FLAVOR}/ to /app/pipelines/).
+FLAVOR_SETTINGS: dict[str, ClusterSettings] = {"cpu": ClusterSettings(gpus=0), "cuda": ClusterSettings(gpus=1)}
+# Component YAMLs are for reuse in other pipelines; their training stages want a GPU.
+COMPONENT_SETTINGS = FLAVOR_SETTINGS["cuda"]
+
+
+def pipeline_path(pipelines_dir: str | Path, settings: ClusterSettings) -> Path:
+    """``<pipelines_dir>/<flavor>/texinspect-training.yaml`` for the settings' accelerator."""
+    return Path(pipelines_dir) / settings.flavor / PIPELINE_FILE
 
 
 def compile_pipeline(path: str | Path, settings: ClusterSettings | None = None) -> Path:
@@ -29,7 +40,7 @@ def compile_pipeline(path: str | Path, settings: ClusterSettings | None = None) 
 
 
 def compile_components(out_dir: str | Path, settings: ClusterSettings | None = None) -> list[Path]:
-    settings = settings or ClusterSettings()
+    settings = settings or COMPONENT_SETTINGS
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []
@@ -45,11 +56,14 @@ def compile_all(
     components_dir: str | Path = "components",
     settings: ClusterSettings | None = None,
 ) -> list[Path]:
-    """Write the pipeline YAML and every component YAML; returns the paths written."""
-    return [
-        compile_pipeline(Path(pipelines_dir) / PIPELINE_FILE, settings),
-        *compile_components(components_dir, settings),
-    ]
+    """Write the pipeline YAML and every component YAML; returns the paths written.
+
+    Without ``settings``: one pipeline per flavor (``pipelines/cpu/``, ``pipelines/cuda/``);
+    with them: the one flavor they describe.
+    """
+    targets = [settings] if settings else list(FLAVOR_SETTINGS.values())
+    written = [compile_pipeline(pipeline_path(pipelines_dir, s), s) for s in targets]
+    return written + compile_components(components_dir, settings)
 
 
 def stale_files(
@@ -60,9 +74,12 @@ def stale_files(
     """Checked-in YAML files that differ from a fresh compile (empty: up to date), with diffs."""
     problems: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
-        fresh = compile_all(Path(tmp) / "p", Path(tmp) / "c", settings)
-        for path in fresh:
-            kept = (Path(pipelines_dir) if path.parent.name == "p" else Path(components_dir)) / path.name
+        fresh_p, fresh_c = Path(tmp) / "p", Path(tmp) / "c"
+        for path in compile_all(fresh_p, fresh_c, settings):
+            if path.is_relative_to(fresh_p):
+                kept = Path(pipelines_dir) / path.relative_to(fresh_p)
+            else:
+                kept = Path(components_dir) / path.relative_to(fresh_c)
             if not kept.is_file():
                 problems.append(f"{kept}: missing (run `texinspect pipeline compile`)")
                 continue

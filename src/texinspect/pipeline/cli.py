@@ -1,7 +1,7 @@
 """``texinspect pipeline compile | run | schedule``: argument parsing only.
 
-compile   write pipelines/texinspect-training.yaml and components/<stage>.yaml (``--check``: fail
-          if the checked-in files differ from the code)
+compile   write pipelines/{cpu,cuda}/texinspect-training.yaml and components/<stage>.yaml
+          (``--check``: fail if the checked-in files differ from the code)
 run       ``--local``: every stage on this machine with kfp.local; ``--host URL``: one run on a cluster
 schedule  create (or replace) the recurring retraining run on a cluster
 """
@@ -69,10 +69,16 @@ def _add_cluster_args(parser: argparse.ArgumentParser) -> None:
 
     d = ClusterSettings()
     parser.add_argument(
-        "--image", default=d.image, help=f"project image for every component (default: {d.image})"
+        "--gpus",
+        type=int,
+        default=None,
+        help="GPUs per training task = DDP ranks per pod; 0: CPU-only. Default: both flavors "
+        "(pipelines/cpu/ with 0, pipelines/cuda/ with 1)",
     )
     parser.add_argument(
-        "--gpus", type=int, default=d.gpus, help="GPUs per training task; 0: CPU-only (default: 1)"
+        "--image",
+        default=None,
+        help="project image for every component (default: the CPU image for --gpus 0, the CUDA image otherwise)",
     )
     parser.add_argument(
         "--gpu-resource", default=d.gpu_resource, help=f"accelerator resource (default: {d.gpu_resource})"
@@ -110,7 +116,13 @@ def _add_pipeline_args(parser: argparse.ArgumentParser) -> None:
 
 def _add_remote_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--package", default=None, help="compiled pipeline YAML (default: pipelines/texinspect-training.yaml)"
+        "--package", default=None, help="compiled pipeline YAML (default: pipelines/<flavor>/texinspect-training.yaml)"
+    )
+    parser.add_argument(
+        "--flavor",
+        choices=["cpu", "cuda"],
+        default="cuda",
+        help="without --package: the CPU or the GPU (CUDA) pipeline (default: cuda)",
     )
     parser.add_argument("--experiment", default="texinspect", help="KFP experiment (default: texinspect)")
     parser.add_argument("--namespace", default=None, help="KFP namespace (multi-user installs)")
@@ -134,8 +146,14 @@ def pipeline_params(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str,
     for text in args.param:
         key, value = parse_override(text)
         if key not in known:
+            hint = (
+                " (ranks per pod equal the GPUs per pod, fixed when compiling: "
+                "`texinspect pipeline compile --gpus N`)"
+                if key == "world_size"
+                else ""
+            )
             raise ConfigError(
-                f"--param {text}: '{key}' is not a pipeline parameter (known: {', '.join(sorted(known))})"
+                f"--param {text}: '{key}' is not a pipeline parameter{hint} (known: {', '.join(sorted(known))})"
             )
         params[key] = value
     overrides = dict(parse_override(text) for text in args.set)
@@ -145,14 +163,17 @@ def pipeline_params(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str,
 def _package(args: argparse.Namespace) -> Path:
     from texinspect.pipeline.build import PIPELINE_FILE
 
-    return Path(args.package) if args.package else Path("pipelines") / PIPELINE_FILE
+    return Path(args.package) if args.package else Path("pipelines") / args.flavor / PIPELINE_FILE
 
 
 def _cmd_compile(args: argparse.Namespace) -> int:
     from texinspect.pipeline.build import compile_all, stale_files
     from texinspect.pipeline.settings import ClusterSettings
 
-    settings = ClusterSettings(image=args.image, gpus=args.gpus, gpu_resource=args.gpu_resource)
+    settings = None  # both flavors
+    if args.gpus is not None or args.image:
+        gpus = 1 if args.gpus is None else args.gpus
+        settings = ClusterSettings(image=args.image or "", gpus=gpus, gpu_resource=args.gpu_resource)
     if args.check:
         problems = stale_files(args.pipelines_dir, args.components_dir, settings)
         for problem in problems:

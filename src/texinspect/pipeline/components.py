@@ -5,7 +5,8 @@ task, where it runs in the project image (``base_image``), imports ``texinspect`
 installs nothing. The bodies only pass artifact paths to :mod:`texinspect.pipeline.steps`,
 which calls the same CLI commands that people and ``dvc repro`` use.
 
-Artifacts between stages: ``config`` (resolved params), ``data`` (the dataset, imported),
+Artifacts between stages: ``data_hash`` (the dataset's content hash, part of every later cache
+key through ``config``), ``config`` (resolved params), ``data`` (the dataset, imported),
 ``synthetic`` (a seeded sample of artificial defects + preview), ``checkpoints`` (the run
 folder after phase 1), ``bank`` (the run folder with the memory bank / RB-AE reference),
 ``run`` + ``model`` (after phase 2), ``evaluation`` + ``metrics`` + ``report``, ``registration``,
@@ -15,11 +16,20 @@ No ``from __future__ import annotations`` here: KFP reads the annotations at dec
 """
 
 from kfp import dsl
-from kfp.dsl import Artifact, Dataset, Input, Markdown, Metrics, Model, Output
+from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
 from kfp.dsl.python_component import PythonComponent
 
 
+def dataset_fingerprint(data: Input[Dataset]) -> str:
+    """The dataset's content hash. Never cached: it feeds resolve-config, so every later stage's
+    cache key follows what the data holds, not the URI it was imported from."""
+    from texinspect.pipeline import steps
+
+    return steps.dataset_fingerprint(data.path)
+
+
 def resolve_config(
+    data_hash: str,
     model: str,
     profile: str,
     overrides: str,
@@ -52,7 +62,9 @@ def resolve_config(
         "k_sigma": k_sigma,
     }
     resolved = steps.resolve_config(config.path, model, profile, overrides, params_file, typed)
-    config.metadata.update({"model": resolved.model, "profile": profile, "overrides": overrides})
+    config.metadata.update(
+        {"model": resolved.model, "profile": profile, "overrides": overrides, "data_hash": data_hash}
+    )
     return resolved.model
 
 
@@ -107,9 +119,14 @@ def evaluate_model(
     model: Input[Model],
     evaluation: Output[Artifact],
     metrics: Output[Metrics],
+    classification: Output[ClassificationMetrics],
     report: Output[Markdown],
 ):
-    """Predict the test split, then measure: metrics.json, per-type table, curves, overlays."""
+    """Predict the test split, then measure: metrics.json, per-type table, curves, overlays.
+
+    The image-level ROC curve and the good/defect confusion matrix also go to a KFP
+    ClassificationMetrics artifact, which the Kubeflow UI draws; the PR curve (a type KFP does
+    not have) stays in ``evaluation/curves/``."""
     from texinspect.pipeline import steps
 
     steps.run_cli(["predict", "--model", model.path, "--data", data.path, "--out", evaluation.path])
@@ -117,6 +134,12 @@ def evaluate_model(
     values = steps.scalar_metrics(f"{evaluation.path}/metrics.json")
     for key, value in values.items():
         metrics.log_metric(key, value)
+    roc = steps.roc_curve_points(evaluation.path)
+    if roc is not None:
+        classification.log_roc_curve(roc["fpr"], roc["tpr"], roc["threshold"])
+    confusion = steps.confusion_matrix(evaluation.path)
+    if confusion is not None:
+        classification.log_confusion_matrix(*confusion)
     steps.write_report(evaluation.path, report.path)
 
 
@@ -166,6 +189,7 @@ def deploy_model(
 
 
 STAGES = {
+    "dataset-fingerprint": dataset_fingerprint,
     "resolve-config": resolve_config,
     "synthesize-defects": synthesize_defects,
     "train-phase1": train_phase1,

@@ -5,8 +5,11 @@ The predictor runs the project image through the ``texinspect`` ServingRuntime
 ``/mnt/models`` from ``pvc://<claim>/<service>/v<version>``. Each promoted version gets its
 own folder, so a rollout never overwrites files a running pod may still read.
 
-The InferenceService rendered here is the same one ``k8s/overlays/{cpu,gpu}`` build (a test
-compares them); it is validated against the kserve SDK classes before it is written or applied.
+Nothing in ``k8s/`` ships an InferenceService: a predictor pointing at a model that is not on
+the store yet would never become Ready. This step creates it after the first promotion and
+updates it after every later one, with a server-side apply (one PATCH that creates or updates,
+the field manager ``texinspect-deploy`` owning the fields it sets). The object is validated
+against KServe's own CRD schema (vendored, :mod:`texinspect.pipeline.crd_schemas`) first.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from typing import Any
 import yaml
 
 from texinspect.errors import ConfigError
-from texinspect.pipeline.manifest_schema import validate_kserve
+from texinspect.pipeline.crd_schemas import validate_custom
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +36,7 @@ MODEL_PVC = "texinspect-models"
 PREDICTOR_SERVICE_ACCOUNT = "texinspect-predictor"
 SA_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 RUN_AS = 1000
+FIELD_MANAGER = "texinspect-deploy"  # server-side apply: who owns the fields this step sets
 
 # Autoscaling bounds and resources per variant; the GPU variant also tolerates GPU node taints.
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -163,31 +167,36 @@ def current_namespace(default: str = "default") -> str:
 
 
 def apply_inference_service(manifest: dict[str, Any], namespace: str) -> str:
-    """Create the InferenceService, or replace the existing one's spec (a new revision)."""
+    """Server-side apply of the InferenceService: created the first time, updated after.
+
+    One PATCH (``application/apply-patch+yaml``) instead of get + create/replace: no race with
+    another writer's resourceVersion, and fields other managers own (KServe's defaults, an
+    operator's annotations) are kept. ``force`` takes over fields an earlier hand-made apply owned.
+    """
     from kubernetes import client
     from kubernetes import config as kube_config
-    from kubernetes.client.rest import ApiException
 
     try:
         kube_config.load_incluster_config()
     except kube_config.ConfigException:
         kube_config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))  # read now, not at import
-    api = client.CustomObjectsApi()
     name = manifest["metadata"]["name"]
     body = copy.deepcopy(manifest)
     body["metadata"]["namespace"] = namespace
-    try:
-        existing = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
-    except ApiException as exc:
-        if exc.status != 404:
-            raise
-        api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
-        log.info("created InferenceService %s/%s", namespace, name)
-        return "created"
-    body["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"]
-    api.replace_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, body)
-    log.info("updated InferenceService %s/%s", namespace, name)
-    return "updated"
+    _, status, _ = client.ApiClient().call_api(
+        f"/apis/{GROUP}/{VERSION}/namespaces/{{namespace}}/{PLURAL}/{{name}}",
+        "PATCH",
+        path_params={"namespace": namespace, "name": name},
+        query_params=[("fieldManager", FIELD_MANAGER), ("force", True)],
+        header_params={"Content-Type": "application/apply-patch+yaml", "Accept": "application/json"},
+        body=body,
+        response_type="object",
+        auth_settings=["BearerToken"],
+        _return_http_data_only=False,
+    )
+    action = "created" if status == 201 else "updated"
+    log.info("%s InferenceService %s/%s (server-side apply)", action, namespace, name)
+    return action
 
 
 def deploy(
@@ -206,7 +215,7 @@ def deploy(
     uri = storage_uri(pvc, rel)
     namespace = namespace or current_namespace()
     manifest = render_inference_service(service_name, uri, variant, namespace, version)
-    validate_kserve(manifest, "rendered InferenceService")
+    validate_custom(manifest, "rendered InferenceService")
     out = Path(manifest_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(yaml.safe_dump(manifest, sort_keys=False))

@@ -148,16 +148,41 @@ def train_argv(config_path: str, data_path: str, run_dir: str, phase: str) -> li
     return ["train", "--config", config_path, "--data", data_path, "--out", run_dir, "--phase", phase]
 
 
-def run_training(config_path: str, data_path: str, run_dir: str, phase: str, world_size: int = 1) -> None:
-    """One training phase, in ``world_size`` DDP processes when more than one."""
-    argv = train_argv(config_path, data_path, run_dir, phase)
-    if world_size > 1:
-        from texinspect.pipeline.distributed import launch_cli
+def torchrun_args(argv: Sequence[str], world_size: int) -> list[str]:
+    """torchrun's arguments for ``texinspect <argv>`` in ``world_size`` processes on this node.
 
-        log.info("phase %s with DDP over %d processes", phase, world_size)
-        launch_cli(argv, world_size)
-    else:
+    ``--standalone``: a local rendezvous on a free port, nothing else to configure. torchrun gives
+    each process RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT, which
+    :mod:`texinspect.pipeline.distributed` reads, exactly as under a TrainJob or PyTorchJob.
+    """
+    return ["--standalone", f"--nproc-per-node={int(world_size)}", "--module", "texinspect", *map(str, argv)]
+
+
+def run_training(config_path: str, data_path: str, run_dir: str, phase: str, world_size: int = 1) -> None:
+    """One training phase, in ``world_size`` DDP processes (PyTorch's torchrun) when more than one."""
+    argv = train_argv(config_path, data_path, run_dir, phase)
+    if world_size <= 1:
         run_cli(argv)
+        return
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import get_args_parser
+    from torch.distributed.run import run as torchrun
+
+    args = torchrun_args(argv, world_size)
+    log.info("phase %s with DDP over %d processes: torchrun %s", phase, world_size, " ".join(args))
+    try:
+        torchrun(get_args_parser().parse_args(args))
+    except ChildFailedError as exc:
+        raise StepError(f"`torchrun {' '.join(args)}` failed: {exc.format_msg()}") from exc
+
+
+def dataset_fingerprint(data_path: str | Path) -> str:
+    """The content hash of the imported dataset (the one ``texinspect data push`` prints)."""
+    from texinspect.data.transfer import content_hash
+
+    digest = content_hash(data_path)
+    log.info("dataset %s: %s", data_path, digest)
+    return digest
 
 
 def between_phases(config_path: str, data_path: str, run_dir: str) -> dict[str, Any]:
@@ -204,6 +229,54 @@ def scalar_metrics(metrics_path: str | Path) -> dict[str, float]:
         if math.isfinite(float(value)):
             out[key] = float(value)
     return out
+
+
+MAX_CURVE_POINTS = 200  # KFP keeps artifact metadata in MLMD: bounded curves
+
+
+def roc_curve_points(eval_dir: str | Path) -> dict[str, list[float]] | None:
+    """The image-level ROC curve (``curves/roc.csv``) as KFP ``ClassificationMetrics`` wants it.
+
+    At most :data:`MAX_CURVE_POINTS` points (first and last kept); sklearn's first threshold is
+    +inf ("flag nothing"), which JSON cannot carry: it becomes the next float above the highest
+    finite one. None when the evaluation wrote no curve (a test split without both classes).
+    """
+    import pandas as pd
+
+    path = Path(eval_dir) / "curves" / "roc.csv"
+    if not path.is_file():
+        return None
+    table = pd.read_csv(path)
+    if len(table) > MAX_CURVE_POINTS:
+        keep = sorted({round(i * (len(table) - 1) / (MAX_CURVE_POINTS - 1)) for i in range(MAX_CURVE_POINTS)})
+        table = table.iloc[keep]
+    thresholds = [float(t) for t in table["threshold"]]
+    finite = [t for t in thresholds if math.isfinite(t)]
+    top = math.nextafter(max(finite), math.inf) if finite else 1.0
+    return {
+        "fpr": [float(v) for v in table["fpr"]],
+        "tpr": [float(v) for v in table["tpr"]],
+        "threshold": [t if math.isfinite(t) else top for t in thresholds],
+    }
+
+
+def confusion_matrix(eval_dir: str | Path) -> tuple[list[str], list[list[int]]] | None:
+    """Image-level good/defect confusion matrix at the model's threshold, from ``per_type.csv``
+    (rows: truth, columns: decision). None when the threshold is unknown."""
+    import pandas as pd
+
+    path = Path(eval_dir) / "per_type.csv"
+    if not path.is_file():
+        return None
+    table = pd.read_csv(path)
+    good = table[table["defect_type"] == "good"]
+    defects = table[~table["defect_type"].isin(["good", "all"])]
+    if good.empty or defects.empty or table["flagged"].isna().any():
+        return None
+    good_n, good_flagged = int(good["n"].iloc[0]), round(float(good["flagged"].iloc[0]) * int(good["n"].iloc[0]))
+    defect_n = int(defects["n"].sum())
+    defect_flagged = int(sum(round(f * n) for f, n in zip(defects["flagged"], defects["n"], strict=True)))
+    return ["good", "defect"], [[good_n - good_flagged, good_flagged], [defect_n - defect_flagged, defect_flagged]]
 
 
 def model_dir_of(run_dir: str | Path) -> Path:

@@ -14,12 +14,14 @@ from kfp import dsl, kubernetes
 from kfp.dsl.graph_component import GraphComponent
 
 from texinspect.pipeline.components import build_components
+from texinspect.pipeline.credentials import apply_env
 from texinspect.pipeline.settings import DEFAULT_IMAGE, MODEL_STORE_MOUNT, PIPELINE_NAME, ClusterSettings
 
 __all__ = ["DEFAULT_IMAGE", "PIPELINE_NAME", "ClusterSettings", "build_pipeline"]
 
 # Requests/limits per stage: (cpu request, memory request, cpu limit, memory limit).
 RESOURCES: dict[str, tuple[str, str, str, str]] = {
+    "dataset-fingerprint": ("250m", "512Mi", "1", "1Gi"),
     "resolve-config": ("100m", "256Mi", "500m", "1Gi"),
     "synthesize-defects": ("1", "2Gi", "2", "4Gi"),
     "train-phase1": ("4", "16Gi", "8", "32Gi"),
@@ -30,15 +32,11 @@ RESOURCES: dict[str, tuple[str, str, str, str]] = {
     "deploy-model": ("250m", "512Mi", "1", "1Gi"),
 }
 TRAINING_STAGES = ("train-phase1", "train-phase2")
-MLFLOW_ENV = {
-    "MLFLOW_TRACKING_URI": "MLFLOW_TRACKING_URI",
-    "MLFLOW_S3_ENDPOINT_URL": "MLFLOW_S3_ENDPOINT_URL",
-}
-S3_ENV = {"AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY"}
 
 
 def _configure(task: dsl.PipelineTask, stage: str, settings: ClusterSettings) -> dsl.PipelineTask:
-    """Kubernetes settings of one task (ignored by kfp.local): resources, GPU, security."""
+    """Kubernetes settings of one task (ignored by kfp.local): resources, GPU, security, and the
+    ConfigMap/Secret env the stage reads (:mod:`texinspect.pipeline.credentials`)."""
     cpu_req, mem_req, cpu_lim, mem_lim = RESOURCES[stage]
     task.set_display_name(stage)
     task.set_cpu_request(cpu_req).set_memory_request(mem_req).set_cpu_limit(cpu_lim).set_memory_limit(mem_lim)
@@ -52,18 +50,25 @@ def _configure(task: dsl.PipelineTask, stage: str, settings: ClusterSettings) ->
     kubernetes.set_security_context(
         task, run_as_user=settings.run_as_user, run_as_group=settings.run_as_user, run_as_non_root=True
     )
+    apply_env(task, stage, settings)
     return task
 
 
-def _mlflow_env(task: dsl.PipelineTask, settings: ClusterSettings) -> None:
-    kubernetes.use_config_map_as_env(task, settings.config_map, MLFLOW_ENV)
-    kubernetes.use_secret_as_env(task, settings.s3_secret, S3_ENV)
+def ranks_per_pod(settings: ClusterSettings) -> int:
+    """DDP processes of one training task: one per GPU the pod gets, fixed when compiling.
+
+    Not a run-time parameter: the GPU request is compiled into the YAML, so a run-time
+    ``world_size`` above it would put several NCCL ranks on one GPU. Ranks across pods are a
+    Kubeflow Trainer ``TrainJob`` (``k8s/training/``), not a pipeline task.
+    """
+    return max(1, settings.gpus)
 
 
 def build_pipeline(settings: ClusterSettings | None = None) -> GraphComponent:
-    """The training pipeline for ``settings`` (defaults: the project image, one GPU per phase)."""
+    """The training pipeline for ``settings`` (defaults: the CUDA image, one GPU per phase)."""
     settings = settings or ClusterSettings()
     c = build_components(settings.image)
+    world_size = ranks_per_pod(settings)
 
     @dsl.pipeline(
         name=PIPELINE_NAME,
@@ -90,7 +95,6 @@ def build_pipeline(settings: ClusterSettings | None = None) -> GraphComponent:
         max_minutes: float = -1.0,
         lr: float = -1.0,
         k_sigma: float = -1.0,
-        world_size: int = 1,
         service_name: str = "texinspect",
         namespace: str = "",
         deploy_variant: str = "cpu",
@@ -99,8 +103,14 @@ def build_pipeline(settings: ClusterSettings | None = None) -> GraphComponent:
     ) -> None:
         data = dsl.importer(artifact_uri=data_uri, artifact_class=dsl.Dataset, reimport=False)
         data.set_display_name("dataset")
+        # KFP keys an imported artifact by its URI: the content hash (never cached) goes into
+        # resolve-config, whose config every later stage takes, so new data behind the same URI
+        # retrains and the same data is cached.
+        fingerprint = _configure(c["dataset-fingerprint"](data=data.output), "dataset-fingerprint", settings)
+        fingerprint.set_caching_options(False)
 
         cfg = c["resolve-config"](
+            data_hash=fingerprint.output,
             model=model,
             profile=profile,
             overrides=overrides,
@@ -146,7 +156,6 @@ def build_pipeline(settings: ClusterSettings | None = None) -> GraphComponent:
             evaluation=evaluation.outputs["evaluation"],
         )
         _configure(registration, "register-model", settings)
-        _mlflow_env(registration, settings)
         registration.set_caching_options(False)
 
         with dsl.If(registration.outputs["Output"] == True, name="promoted"):  # noqa: E712 (KFP condition)

@@ -32,7 +32,7 @@ from texinspect.models.artifact import load_detector
 from texinspect.tuning.mlflow_runs import SweepTracker
 from texinspect.tuning.settings import SweepSettings
 from texinspect.tuning.space import SearchSpace
-from texinspect.tuning.study import INTERRUPTED, RESUME_OF, RUN_DIR, worker_attrs
+from texinspect.tuning.study import INTERRUPTED, RUN_DIR, resume_of, worker_attrs
 from texinspect.validation import ValidationSet, evaluate_detector
 
 log = logging.getLogger(__name__)
@@ -114,21 +114,28 @@ class Objective:
             log.warning("%s.train() takes no on_log callback: trials run to the end (no pruning)", base.model)
 
     def run_dir(self, trial: optuna.Trial) -> Path:
-        if RUN_DIR in trial.user_attrs and RESUME_OF in trial.user_attrs:
+        if RUN_DIR in trial.user_attrs and self._resume_of(trial) is not None:
             return Path(trial.user_attrs[RUN_DIR])
         return self.out_dir / TRIALS_DIR / f"{trial.number:04d}"
+
+    @staticmethod
+    def _resume_of(trial: optuna.Trial) -> int | None:
+        return resume_of(trial.storage.get_trial(trial._trial_id))  # system attrs: the retry history
 
     def __call__(self, trial: optuna.Trial) -> float:
         for key, value in worker_attrs().items():
             trial.set_user_attr(key, value)
+        if trial.user_attrs.get(INTERRUPTED):  # copied from the trial this retry continues
+            trial.set_user_attr(INTERRUPTED, False)
         overrides = self.space.suggest(trial)
         trial.set_user_attr(OVERRIDES, overrides)
         run_dir = self.run_dir(trial)
-        resumed = RESUME_OF in trial.user_attrs and run_dir.is_dir()
+        previous = self._resume_of(trial)
+        resumed = previous is not None and run_dir.is_dir()
         if run_dir.exists() and not resumed:
             shutil.rmtree(run_dir)  # a leftover of an older study in the same folder: never resume it
         trial.set_user_attr(RUN_DIR, str(run_dir))
-        log.info("trial %d%s: %s", trial.number, f" (continues trial {trial.user_attrs[RESUME_OF]})" if resumed else "", overrides)
+        log.info("trial %d%s: %s", trial.number, f" (continues trial {previous})" if resumed else "", overrides)
         run_id = self.tracker.start_trial(trial.study, trial.number, overrides)
         reporter = PruningReporter(trial, self.settings.pruner.key, self.tracker, run_id)
         try:

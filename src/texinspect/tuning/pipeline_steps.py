@@ -13,31 +13,38 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 from texinspect.errors import ConfigError
+from texinspect.pipeline.settings import SWEEP_STORAGE_ENV
 from texinspect.pipeline.steps import StepError, params_path, parse_overrides, run_cli
 
 
 def sweep_argv(
     model: str,
     out: str | Path,
-    storage: str,
     study_name: str = "",
     profile: str = "",
     overrides: str = "",
     params_file: str = "",
     data: str = "",
 ) -> list[str]:
-    """The common part of every ``texinspect sweep`` call of the pipeline."""
-    if not storage:
+    """The common part of every ``texinspect sweep`` call of the pipeline.
+
+    The storage URL is not on the command line (it would be logged with its password):
+    ``texinspect sweep`` reads it from ``$TEXINSPECT_SWEEP_STORAGE``, checked here up front.
+    """
+    if not os.environ.get(SWEEP_STORAGE_ENV):
         raise ConfigError(
-            "sweep pipeline parameter 'storage' is empty: parallel workers need one database they all "
-            "reach, e.g. postgresql://user:pass@host/optuna (or sqlite:////shared/path/optuna.db on one machine)"
+            f"${SWEEP_STORAGE_ENV} is not set: parallel sweep workers need one database they all reach, "
+            "e.g. postgresql://user:pass@host/optuna. On a cluster it comes from the Secret "
+            "texinspect-sweep-db (key TEXINSPECT_SWEEP_STORAGE, docs/kubeflow.md); on one machine "
+            "export it (sqlite:////shared/path/optuna.db works)"
         )
-    argv = ["sweep", "--model", model, "--out", str(out), "--storage", storage, "--config", str(params_path(params_file))]
+    argv = ["sweep", "--model", model, "--out", str(out), "--config", str(params_path(params_file))]
     if study_name:
         argv += ["--study-name", study_name]
     if profile:

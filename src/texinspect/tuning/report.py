@@ -26,7 +26,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from texinspect.config import Config
 from texinspect.tuning.objective import ERROR, OVERRIDES
-from texinspect.tuning.study import RESUME_OF, superseded
+from texinspect.tuning.study import resume_of, superseded
 from texinspect.validation import METRICS
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ def trials_table(study: optuna.Study) -> pd.DataFrame:
             "value": t.value,
             "seconds": t.duration.total_seconds() if t.duration else None,
             "resumed_by_later_trial": t.number in gone,
-            "resume_of": t.user_attrs.get(RESUME_OF),
+            "resume_of": resume_of(t),
         }
         row.update({m: t.user_attrs.get(m) for m in METRICS})
         row.update({f"param.{k}": _cell(v) for k, v in t.user_attrs.get(OVERRIDES, {}).items()})

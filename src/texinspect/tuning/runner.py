@@ -8,6 +8,7 @@ at most ``worker_trials`` of them and stops early when the study is full.
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ import optuna
 
 from texinspect.config import Config, load_config
 from texinspect.errors import ConfigError
+from texinspect.pipeline.settings import SWEEP_STORAGE_ENV
 from texinspect.tuning.mlflow_runs import SweepTracker
 from texinspect.tuning.objective import Objective
 from texinspect.tuning.report import SUMMARY, best_trial, write_best_params, write_report
@@ -80,6 +82,7 @@ def plan_sweep(
 ) -> SweepPlan:
     """Read params.yaml (config + ``sweep:``), apply CLI choices and check the space up front."""
     settings = load_sweep_settings(config_path)
+    storage = storage or os.environ.get(SWEEP_STORAGE_ENV)  # a Secret on a cluster: never a parameter
     if storage:
         settings.storage = storage
     if study_name:

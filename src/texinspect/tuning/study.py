@@ -12,6 +12,10 @@ same parameters and the same run folder, so its training resumes from its checkp
 A trial interrupted with Ctrl-C is marked failed by Optuna and flagged ``interrupted``; it is
 re-queued the same way when the sweep is started again. A trial that raised (including a NaN
 loss) stays failed and counts as one of the study's trials.
+
+Re-queueing is Optuna's own ``RetryHeartbeatStaleTrialCallback``: a WAITING copy of the trial with
+its parameters and user attributes (the run folder among them), and the numbers it continues in
+its ``retry_history`` system attribute. The start-up check calls the same callback.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +36,6 @@ from texinspect.tuning.settings import SweepSettings
 
 log = logging.getLogger(__name__)
 
-RESUME_OF = "resume_of"  # user attr: number of the dead trial this one continues
 RUN_DIR = "run_dir"
 HOST, PID = "host", "pid"
 INTERRUPTED = "interrupted"
@@ -64,6 +68,26 @@ def study_ref(settings: SweepSettings, model: str, out_dir: str | Path) -> Study
     return StudyRef(settings.study_name or f"texinspect-{model}", settings.storage or default_storage(out_dir))
 
 
+def retry_callback() -> optuna.storages.RetryHeartbeatStaleTrialCallback:
+    """Optuna's re-queue of a dead trial (unbounded retries: a retry resumes from checkpoints)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RetryHeartbeatStaleTrialCallback()
+
+
+def retry_history(trial: FrozenTrial) -> list[int]:
+    """The trials ``trial`` continues, oldest first (empty: not a retry)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return list(optuna.storages.RetryHeartbeatStaleTrialCallback.retry_history(trial))
+
+
+def resume_of(trial: FrozenTrial) -> int | None:
+    """The dead trial ``trial`` directly continues, or None."""
+    history = retry_history(trial)
+    return history[-1] if history else None
+
+
 def make_storage(ref: StudyRef, heartbeat_seconds: int = 0) -> optuna.storages.RDBStorage:
     """RDB storage with heartbeats (dead workers' trials are failed and re-queued)."""
     engine_kwargs: dict[str, Any] = {}
@@ -77,11 +101,9 @@ def make_storage(ref: StudyRef, heartbeat_seconds: int = 0) -> optuna.storages.R
         kwargs = {
             "heartbeat_interval": heartbeat_seconds,
             "grace_period": 3 * heartbeat_seconds,
-            "heartbeat_stale_trial_callback": requeue_trial,
+            "heartbeat_stale_trial_callback": retry_callback(),
         }
     try:
-        import warnings
-
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return optuna.storages.RDBStorage(ref.storage_url, engine_kwargs=engine_kwargs, **kwargs)
@@ -137,7 +159,7 @@ def check_study_attrs(study: optuna.Study, expected: dict[str, Any]) -> None:
 
 def superseded(trials: list[FrozenTrial]) -> set[int]:
     """Numbers of dead trials that were re-queued (the re-queued trial stands for them)."""
-    return {int(t.user_attrs[RESUME_OF]) for t in trials if RESUME_OF in t.user_attrs}
+    return {number for t in trials for number in retry_history(t)}
 
 
 def counted_trials(study: optuna.Study) -> int:
@@ -173,13 +195,10 @@ def _process_alive(pid: int) -> bool:
 
 
 def requeue_trial(study: optuna.Study, trial: FrozenTrial) -> None:
-    """Queue ``trial``'s parameters again, continuing in its run folder (a heartbeat callback too)."""
+    """Queue ``trial``'s parameters again, continuing in its run folder (Optuna's retry callback)."""
     if trial.number in superseded(study.get_trials(deepcopy=False)):
         return
-    attrs = {RESUME_OF: trial.number}
-    if RUN_DIR in trial.user_attrs:
-        attrs[RUN_DIR] = trial.user_attrs[RUN_DIR]
-    study.enqueue_trial(trial.params, user_attrs=attrs)
+    retry_callback()(study, trial)
     log.info("trial %d did not finish (worker gone or interrupted): queued again with its parameters", trial.number)
 
 

@@ -1,0 +1,1 @@
+"""Model export for other runtimes (``texinspect export``)."""
