@@ -490,15 +490,3 @@ def launch(fn: Callable[..., Any], world_size: int, args: Sequence[Any] = (), ba
         return
     mp.spawn(_entry, args=(fn, tuple(args), world_size, free_port(), backend), nprocs=world_size, join=True)
 
-
-def _cli_rank(argv: list[str]) -> None:
-    from texinspect.cli import main
-
-    code = main(argv)
-    if code:
-        raise SystemExit(code)
-
-
-def launch_cli(argv: Sequence[str], world_size: int) -> None:
-    """``texinspect <argv>`` in ``world_size`` processes (each calls the same CLI command)."""
-    launch(_cli_rank, world_size, (list(argv),))
