@@ -187,3 +187,22 @@ def test_cli_refuses_batch_size_zero_before_training(tmp_path: Path, capsys: pyt
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["error: config key 'train.batch_size': expected a value >= 1, got 0"]
     assert not out.exists()
+
+
+def test_a_profiles_by_model_keys_apply_to_that_family_only_and_overrides_still_win(tmp_path) -> None:
+    """``profiles.<p>.by_model.<family>`` (issue 17): the cpu profile's DRAEM-style synthesis was
+    measured to help RB-AE and to hurt FMR-Net, so it applies to RB-AE alone."""
+    path = tmp_path / "params.yaml"
+    path.write_text(
+        "model: rbae\nsynthesis: {defect_probability: 0.5}\ntrain: {lr: 1.0e-4}\n"
+        "profiles:\n  p:\n    train: {lr: 1.0e-3}\n    by_model:\n      fmrnet: {synthesis: {defect_probability: 0.9}}\n"
+    )
+    assert load_config(path, ["model=rbae"], "p").synthesis.defect_probability == 0.5
+    fm = load_config(path, ["model=fmrnet"], "p")
+    assert fm.synthesis.defect_probability == 0.9 and fm.train.lr == 1.0e-3
+    assert load_config(path, {"model": "fmrnet", "synthesis.defect_probability": 0.2}, "p").synthesis.defect_probability == 0.2
+    assert load_config(path, ["model=fmrnet"]).synthesis.defect_probability == 0.5  # no profile: no family keys
+    real = Path(__file__).resolve().parents[1] / "params.yaml"
+    rb, fm = load_config(real, ["model=rbae"], "cpu"), load_config(real, ["model=fmrnet"], "cpu")
+    assert rb.synthesis.destructive_probability == 0.0 and rb.synthesis.mask.local_probability == 0.0
+    assert fm.synthesis == load_config(real, ["model=fmrnet"]).synthesis  # FMR-Net keeps the paper-default synthesis

@@ -151,6 +151,9 @@ class Config:
 # --------------------------------------------------------------------------- loading
 
 
+BY_MODEL = "by_model"  # profile key: {family: {keys}} applied only when config.model is that family
+
+
 def load_config(
     path: str | Path | None = "params.yaml",
     overrides: list[str] | dict[str, Any] | None = None,
@@ -175,9 +178,19 @@ def load_config(
         if profile not in profiles:
             known = ", ".join(sorted(profiles)) or "none"
             raise ConfigError(f"unknown profile '{profile}' (profiles in {path}: {known})")
-        apply_overrides(data, flatten(profiles[profile]))
+        chosen = dict(profiles[profile] or {})
+        by_model = chosen.pop(BY_MODEL, None) or {}
+        apply_overrides(data, flatten(chosen))
     if overrides:
         apply_overrides(data, overrides)
+    if profile and by_model:
+        # a profile's ``by_model.<family>`` keys apply only to that family (a choice measured for one
+        # family is not imposed on the other); explicit overrides still win, so they go on again
+        family_keys = by_model.get(data.get("model"))
+        if family_keys:
+            apply_overrides(data, flatten(family_keys))
+            if overrides:
+                apply_overrides(data, overrides)
     config = from_dict(Config, data)
     validate_ranges(config)
     return config
