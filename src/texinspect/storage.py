@@ -167,6 +167,23 @@ def list_objects(
     return found
 
 
+def upload_files(client: Any, root: Path, files: list[Path], bucket: str, prefix: str, settings: Any) -> None:
+    """Upload ``files`` (under ``root``) to ``s3://bucket/prefix/<path relative to root>``, in order;
+    a failure names the object and, for S3 errors, the endpoint and what to check."""
+    for path in files:
+        rel = path.relative_to(root).as_posix()
+        key = f"{prefix}/{rel}" if prefix else rel
+        try:
+            client.upload_file(str(path), bucket, key)
+        except _boto_errors() as exc:
+            raise explain(exc, f"s3://{bucket}/{key}", settings) from exc
+        except Exception as exc:  # boto3's S3UploadFailedError wraps the ClientError
+            cause = exc.__cause__ or exc.__context__
+            if cause is not None and isinstance(cause, _boto_errors()):
+                raise explain(cause, f"s3://{bucket}/{key}", settings) from exc
+            raise StorageError(f"upload of {path} to s3://{bucket}/{key} failed: {exc}") from exc
+
+
 def upload_dir(local_dir: str | Path, uri: str, client: Any = None) -> int:
     """Copy every file under ``local_dir`` to ``uri`` (keys keep relative paths); returns the count.
 
@@ -180,18 +197,7 @@ def upload_dir(local_dir: str | Path, uri: str, client: Any = None) -> int:
     client = client or s3_client(settings)
     bucket, prefix = parse_s3_uri(uri)
     files = sorted((p for p in src.rglob("*") if p.is_file()), key=lambda p: (p.suffix == ".yaml", str(p)))
-    for path in files:
-        rel = path.relative_to(src).as_posix()
-        key = f"{prefix}/{rel}" if prefix else rel
-        try:
-            client.upload_file(str(path), bucket, key)
-        except _boto_errors() as exc:
-            raise explain(exc, f"s3://{bucket}/{key}", settings) from exc
-        except Exception as exc:  # boto3's S3UploadFailedError wraps the ClientError
-            cause = exc.__cause__ or exc.__context__
-            if cause is not None and isinstance(cause, _boto_errors()):
-                raise explain(cause, f"s3://{bucket}/{key}", settings) from exc
-            raise StorageError(f"upload of {path} to s3://{bucket}/{key} failed: {exc}") from exc
+    upload_files(client, src, files, bucket, prefix, settings)
     log.info("uploaded %d files from %s to %s", len(files), src, uri)
     return len(files)
 

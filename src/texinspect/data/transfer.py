@@ -30,6 +30,7 @@ from texinspect.storage import (
     parse_s3_uri,
     s3_client,
     s3_settings,
+    upload_files,
 )
 
 log = logging.getLogger(__name__)
@@ -103,18 +104,7 @@ def push(folder: str | Path, uri: str, check: bool = True, client: Any = None) -
 
 def _upload(client: Any, root: Path, bucket: str, prefix: str, settings: Any) -> int:
     files = dataset_files(root)
-    for path in files:
-        rel = path.relative_to(root).as_posix()
-        key = f"{prefix}/{rel}" if prefix else rel
-        try:
-            client.upload_file(str(path), bucket, key)
-        except _boto_errors() as exc:
-            raise explain(exc, f"s3://{bucket}/{key}", settings) from exc
-        except Exception as exc:  # boto3's S3UploadFailedError wraps the ClientError
-            cause = exc.__cause__ or exc.__context__
-            if isinstance(cause, _boto_errors()):
-                raise explain(cause, f"s3://{bucket}/{key}", settings) from exc
-            raise StorageError(f"upload of {path} to s3://{bucket}/{key} failed: {exc}") from exc
+    upload_files(client, root, files, bucket, prefix, settings)
     return len(files)
 
 
