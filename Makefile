@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 TEXINSPECT := $(VENV)/bin/texinspect
 DATA ?=
-PROFILE ?= smoke
+PROFILE ?= demo
 MODEL ?= rbae
 DEMO_DIR ?= runs/demo
 

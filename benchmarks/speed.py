@@ -185,6 +185,8 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
         meta = json.loads((Path(args.model_dir) / "onnx" / "texinspect_onnx.json").read_text())
         result["row"] = row.name + ONNX_SUFFIX
         result.update(measure_onnx_latency(Path(args.model_dir) / "onnx", int(meta["channels"]), args))
+        # parity measured at export (random images, batch 3): the largest |onnx - torch| of any output
+        result["onnx_max_abs_diff"] = max(d for f in meta["files"].values() for d in f["max_abs_diff"].values())
         result["peak_rss_infer_mb"] = peak_rss_mb()
         return result
     detector, card = load_detector(Path(args.model_dir) / "model", "cpu")
@@ -303,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = {**machine_info(args.threads), "image_size": args.image_size, "batch_sizes": args.batch_sizes,
             "repeats": args.repeats, "train_steps": args.train_steps, "profile": args.profile}
     csv = write_outputs(table, Path(args.results), "speed", meta, args.csv)
-    shown = [c for c in table.columns if c.startswith(("cpu_", "cuda_", "img_s_", "peak_")) or c == "parameters"]
+    shown = [c for c in table.columns if c.startswith(("cpu_", "cuda_", "img_s_", "peak_")) or c in ("parameters", "onnx_max_abs_diff")]
     print_table(
         f"Speed at {args.image_size} px, {args.threads} threads (ms per image; *_vs_draem = latency / DRAEM's):",
         table[shown].T,

@@ -206,3 +206,27 @@ def test_a_profiles_by_model_keys_apply_to_that_family_only_and_overrides_still_
     rb, fm = load_config(real, ["model=rbae"], "cpu"), load_config(real, ["model=fmrnet"], "cpu")
     assert rb.synthesis.destructive_probability == 0.0 and rb.synthesis.mask.local_probability == 0.0
     assert fm.synthesis == load_config(real, ["model=fmrnet"]).synthesis  # FMR-Net keeps the paper-default synthesis
+
+
+def test_a_profile_extends_another_and_its_own_keys_win(tmp_path: Path) -> None:
+    """``extends`` (issue 21): the demo profile is the cpu profile on the sample, not a copy of it."""
+    path = tmp_path / "params.yaml"
+    path.write_text(
+        "model: rbae\ntrain: {lr: 1.0e-4, batch_size: 8}\nsynthesis: {defect_probability: 0.5}\n"
+        "profiles:\n"
+        "  base:\n    train: {lr: 1.0e-3, batch_size: 4}\n"
+        "    by_model:\n      rbae: {synthesis: {defect_probability: 0.6}}\n      fmrnet: {train: {batch_size: 2}}\n"
+        "  child:\n    extends: base\n    train: {batch_size: 16}\n    by_model:\n      rbae: {train: {lr: 5.0e-4}}\n"
+        "  loop_a: {extends: loop_b}\n  loop_b: {extends: loop_a}\n"
+        "  orphan: {extends: missing}\n"
+    )
+    child = load_config(path, profile="child")
+    assert child.train.batch_size == 16  # the child's own key wins over the base's
+    assert child.train.lr == 5.0e-4  # the child's by_model key wins over the base's plain key
+    assert child.synthesis.defect_probability == 0.6  # the base's by_model keys are inherited
+    assert load_config(path, ["model=fmrnet"], "child").train.batch_size == 2  # family keys go on last
+    assert load_config(path, ["train.batch_size=3"], "child").train.batch_size == 3  # --set still wins
+    with pytest.raises(ConfigError, match="loop: loop_a -> loop_b -> loop_a"):
+        load_config(path, profile="loop_a")
+    with pytest.raises(ConfigError, match="profile 'orphan' extends 'missing', which is not a profile"):
+        load_config(path, profile="orphan")

@@ -14,8 +14,19 @@ from PIL import Image
 
 from texinspect import evaluation_cli
 from texinspect.config import EvalConfig
+from texinspect.data.images import load_mask
+from texinspect.data.sample import make_sample_dataset
 from texinspect.errors import DataError
-from texinspect.evaluation import evaluate
+from texinspect.evaluation import (
+    OVERVIEW_FILE,
+    OverviewLayout,
+    evaluate,
+    load_items,
+    overview_tile,
+    read_prediction_meta,
+    read_scores,
+    write_overview,
+)
 
 SIZE = 32
 
@@ -204,6 +215,8 @@ def test_cli_prints_the_metrics(setup: tuple[Path, Path, dict[str, np.ndarray]],
     assert "image AUROC" in out and "1.0000" in out
     assert "| crack |" in out
     assert not (pred / "overlays").exists()
+    assert f"{OVERVIEW_FILE}," in out.splitlines()[-1]
+    assert (pred / OVERVIEW_FILE).is_file()  # the overview does not depend on eval.overlays
 
 
 def test_outside_tool_folder_without_prediction_json(setup: tuple[Path, Path, dict[str, np.ndarray]]) -> None:
@@ -251,3 +264,156 @@ def test_ground_truth_folder_with_a_missing_mask_is_an_error(
     (data / "ground_truth" / "spot" / "000_mask.png").unlink()
     with pytest.raises(DataError, match=r"test/spot/000\.png: defect image has no mask \(expected ground_truth/spot/000_mask\.png\)"):
         evaluate(pred, data, EvalConfig(overlays=0))
+
+
+# --------------------------------------------------------------------------- overview.png
+
+RED, GREEN = (255, 0, 0), (0, 255, 0)
+
+
+def _rgb(path: Path) -> np.ndarray:
+    image = Image.open(path)
+    assert image.format == "PNG"
+    return np.asarray(image.convert("RGB"))
+
+
+def _layout(picture: np.ndarray, n_types: int, rows: int, size: int = SIZE) -> OverviewLayout:
+    """The layout of ``picture`` (its legend takes one line or more, depending on the font)."""
+    height, width = picture.shape[:2]
+    for lines in range(1, 5):
+        layout = OverviewLayout(overview_tile(size), n_types, rows, lines)
+        if layout.size == (width, height):
+            return layout
+    raise AssertionError(f"{width} x {height} px is no layout of {n_types} types x {rows} rows")
+
+
+def _overlay_tile(picture: np.ndarray, layout: OverviewLayout, block: int, row: int) -> np.ndarray:
+    x, y = layout.overlay_xy(block, row)
+    return picture[y : y + layout.tile, x : x + layout.tile]
+
+
+def _coloured(tile: np.ndarray, colour: tuple[int, int, int]) -> np.ndarray:
+    """(row, column) of the pixels of exactly ``colour``."""
+    return np.argwhere(np.all(tile == colour, axis=2))
+
+
+def test_overview_tile_sizes() -> None:
+    assert overview_tile(32) == 128  # small maps enlarged by a whole factor
+    assert overview_tile(48) == 144
+    assert overview_tile(100) == 100  # x2 would pass the cap
+    assert overview_tile(128) == 128
+    assert overview_tile(512) == 160  # large maps reduced
+
+
+def test_overview_written_by_evaluate(setup: tuple[Path, Path, dict[str, np.ndarray]]) -> None:
+    """good, crack, spot side by side, 2 rows; the map of crack/000 misses its mask."""
+    data, pred, masks = setup
+    found = np.zeros((SIZE, SIZE), np.float32)
+    found[20:28, 20:28] = 1.0  # the mask of crack/000 is rows 4..9, columns 2..19
+    np.save(pred / "maps/test/crack/000.png.npy", found)
+    evaluate(pred, data, EvalConfig(overlays=0))
+
+    picture = _rgb(pred / OVERVIEW_FILE)
+    layout = _layout(picture, n_types=3, rows=2)
+    assert layout.tile == 4 * SIZE
+    zoom = layout.tile // SIZE
+    crack = _overlay_tile(picture, layout, block=1, row=0)  # blocks: good, crack, spot
+    green = _coloured(crack, GREEN) // zoom
+    assert len(green) and green.min() >= 20 and green.max() < 28  # where the map >= 0.5
+    red = _coloured(crack, RED) // zoom
+    assert len(red) and (red[:, 0].min(), red[:, 0].max()) == (4, 9)  # the true mask outline
+    assert (red[:, 1].min(), red[:, 1].max()) == (2, 19)
+    for row in (0, 1):  # good images: maps all zero, no mask
+        good = _overlay_tile(picture, layout, block=0, row=row)
+        assert not len(_coloured(good, GREEN)) and not len(_coloured(good, RED))
+    spot = _overlay_tile(picture, layout, block=2, row=0)
+    assert len(_coloured(spot, GREEN))  # map == mask: the green outline covers the red one
+
+
+def test_overview_rows_and_types_set_its_size(setup: tuple[Path, Path, dict[str, np.ndarray]]) -> None:
+    data, pred, _ = setup
+    items = load_items(pred, data, read_prediction_meta(pred), read_scores(pred))
+    one = write_overview(items, pred / "one.png", 0.5, 0.5, per_type=1)
+    three = write_overview(items, pred / "three.png", 0.5, 0.5, per_type=3)
+    assert one is not None and three is not None
+    small, large = _layout(_rgb(one), 3, 1), _layout(_rgb(three), 3, 3)  # crack, spot: 2 images, good: 3
+    assert small.legend_lines == large.legend_lines
+    assert large.size[1] - small.size[1] == 2 * small.row_height
+    assert small.size[0] == large.size[0] >= 3 * 2 * small.tile
+    crack_only = [it for it in items if it.record.defect_type == "crack"]
+    picture = _rgb(write_overview(crack_only, pred / "crack.png", 0.5, 0.5))
+    assert _layout(picture, 1, 2).n_types == 1
+    assert write_overview([], pred / "none.png", 0.5, 0.5) is None and not (pred / "none.png").exists()
+
+
+def test_overview_without_thresholds_has_no_found_outline(
+    setup: tuple[Path, Path, dict[str, np.ndarray]],
+) -> None:
+    data, pred, _ = setup
+    items = load_items(pred, data, read_prediction_meta(pred), read_scores(pred))
+    picture = _rgb(write_overview(items, pred / "nan.png", float("nan"), float("nan")))
+    assert not len(_coloured(picture, GREEN))
+    assert len(_coloured(picture, RED))  # the true masks are still outlined
+
+
+def test_overview_of_a_dataset_without_masks_has_no_red(
+    setup: tuple[Path, Path, dict[str, np.ndarray]],
+) -> None:
+    data, pred, _ = setup
+    found = np.zeros((SIZE, SIZE), np.float32)
+    found[20:28, 20:28] = 1.0  # away from the mask of crack/000, so that its outline would show
+    np.save(pred / "maps/test/crack/000.png.npy", found)
+    evaluate(pred, data, EvalConfig(overlays=0))
+    assert len(_coloured(_rgb(pred / OVERVIEW_FILE), RED))  # with masks
+    shutil.rmtree(data / "ground_truth")
+    evaluate(pred, data, EvalConfig(overlays=0))
+    picture = _rgb(pred / OVERVIEW_FILE)
+    assert not len(_coloured(picture, RED))
+    assert len(_coloured(picture, GREEN))  # the maps still find the defects
+
+
+def test_overview_of_the_128px_sample_is_small_enough_for_the_readme(tmp_path: Path) -> None:
+    """4 types x 2 rows of 128 px textures with smooth noisy maps: under 300 KB (README limit)."""
+    from scipy import ndimage
+
+    size = 128
+    data, pred = tmp_path / "data", tmp_path / "pred"
+    make_sample_dataset(data, n_train=1, n_test_good=2, n_test_defect_per_type=2, size=size)
+    rng = np.random.default_rng(0)
+    rows = []
+    for image in sorted((data / "test").rglob("*.png")):
+        rel, defect_type = image.relative_to(data).as_posix(), image.parent.name
+        mask = np.zeros((size, size), np.float32)
+        if defect_type != "good":
+            mask = load_mask(data / "ground_truth" / defect_type / f"{image.stem}_mask.png", size)
+        noise = ndimage.gaussian_filter(rng.random((size, size)), 3)
+        amap = (0.5 * noise + 2.0 * ndimage.gaussian_filter(mask, 2)).astype(np.float32)
+        (pred / "maps" / rel).parent.mkdir(parents=True, exist_ok=True)
+        np.save(pred / "maps" / f"{rel}.npy", amap)
+        rows.append({"path": rel, "score": float(amap.max())})
+    pd.DataFrame(rows).to_csv(pred / "scores.csv", index=False)
+    meta = {"family": "fake", "image_size": size, "threshold": 0.9, "pixel_threshold": 0.6}
+    (pred / "prediction.json").write_text(json.dumps(meta))
+    evaluate(pred, data, EvalConfig(overlays=0))
+    picture = _rgb(pred / OVERVIEW_FILE)
+    assert _layout(picture, n_types=4, rows=2, size=size).tile == size
+    assert (pred / OVERVIEW_FILE).stat().st_size < 300 * 1024  # measured: 143 KB
+
+
+def test_overview_captions_say_the_verdict_and_fit_the_cell() -> None:
+    from texinspect.data.layout import ImageRecord
+    from texinspect.evaluation import _caption, _Item
+
+    def item(rel: str, score: float) -> _Item:
+        record = ImageRecord(Path(rel), rel, "test", rel.split("/")[1])
+        return _Item(record, score, np.zeros((2, 2), np.float32), np.zeros((2, 2), bool))
+
+    def measure(text: str) -> float:
+        return 5.0 * len(text)
+
+    assert _caption(item("test/crack/000.png", 0.9), 0.5, 500, measure) == "crack/000  score 0.9  defect"
+    assert _caption(item("test/crack/001.png", 0.2), 0.5, 500, measure).endswith("good (missed)")
+    assert _caption(item("test/good/000.png", 0.7), 0.5, 500, measure).endswith("defect (false alarm)")
+    assert _caption(item("test/good/001.png", 0.2), float("nan"), 500, measure) == "good/001  score 0.2"
+    long = _caption(item(f"test/crack/{'x' * 80}.png", 0.9), 0.5, 200, measure)
+    assert measure(long) <= 200 and long.startswith("crack/xx") and ".." in long and long.endswith("defect")

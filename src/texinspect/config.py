@@ -152,6 +152,42 @@ class Config:
 
 
 BY_MODEL = "by_model"  # profile key: {family: {keys}} applied only when config.model is that family
+EXTENDS = "extends"  # profile key: the name of a profile applied first (its keys, then this one's)
+
+
+def resolve_profile(
+    profiles: dict[str, Any], name: str, source: str | Path | None = "params.yaml"
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """A profile's flat keys and its ``by_model`` keys per family, the profiles it extends applied first.
+
+    ``extends`` lets a profile say "like cpu, except ...": the demo profile is the cpu profile on
+    the small sample, so a measured cpu choice reaches the demo without being copied.
+    """
+    chain: list[str] = []
+    current: Any = name
+    while current:
+        if current in chain:
+            raise ConfigError(f"{source}: profiles extend each other in a loop: {' -> '.join([*chain, current])}")
+        if current not in profiles:
+            known = ", ".join(sorted(profiles)) or "none"
+            if chain:
+                raise ConfigError(
+                    f"{source}: profile '{chain[-1]}' extends '{current}', which is not a profile (profiles: {known})"
+                )
+            raise ConfigError(f"unknown profile '{current}' (profiles in {source}: {known})")
+        entry = profiles[current] or {}
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{source}: profile '{current}' must be a mapping of keys, got {type(entry).__name__}")
+        chain.append(current)
+        current = entry.get(EXTENDS)
+    keys: dict[str, Any] = {}
+    by_model: dict[str, dict[str, Any]] = {}
+    for profile in reversed(chain):  # the base first, so the extending profile's keys win
+        entry = {k: v for k, v in (profiles[profile] or {}).items() if k != EXTENDS}
+        for family, family_keys in (entry.pop(BY_MODEL, None) or {}).items():
+            by_model.setdefault(family, {}).update(flatten(family_keys or {}))
+        keys.update(flatten(entry))
+    return keys, by_model
 
 
 def load_config(
@@ -174,13 +210,10 @@ def load_config(
     sweep = raw.pop("sweep", None)  # the search space is read by texinspect.tuning, not here
     del sweep
     data = copy.deepcopy(raw)
+    by_model: dict[str, dict[str, Any]] = {}
     if profile:
-        if profile not in profiles:
-            known = ", ".join(sorted(profiles)) or "none"
-            raise ConfigError(f"unknown profile '{profile}' (profiles in {path}: {known})")
-        chosen = dict(profiles[profile] or {})
-        by_model = chosen.pop(BY_MODEL, None) or {}
-        apply_overrides(data, flatten(chosen))
+        keys, by_model = resolve_profile(profiles, profile, path)
+        apply_overrides(data, keys)
     if overrides:
         apply_overrides(data, overrides)
     if profile and by_model:
@@ -188,7 +221,7 @@ def load_config(
         # family is not imposed on the other); explicit overrides still win, so they go on again
         family_keys = by_model.get(data.get("model"))
         if family_keys:
-            apply_overrides(data, flatten(family_keys))
+            apply_overrides(data, family_keys)
             if overrides:
                 apply_overrides(data, overrides)
     config = from_dict(Config, data)

@@ -28,9 +28,12 @@ import urllib.request
 from pathlib import Path
 
 from texinspect.cli import main as cli
+from texinspect.demo_console import run_quietly
+from texinspect.evaluation import OVERVIEW_FILE
 
 log = logging.getLogger("texinspect.demo")
 SAMPLE_DIR = Path("data/sample")
+PIPELINE_LOG = "pipeline.log"  # under --out: everything the local pipeline run printed
 
 
 def _step(title: str) -> None:
@@ -127,7 +130,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", default=None, help="dataset folder (default: the procedural sample)")
     parser.add_argument("--out", default="runs/demo")
     parser.add_argument("--model", default="rbae", help="rbae | fmrnet")
-    parser.add_argument("--profile", default="smoke", help="params.yaml profile (smoke: minutes on a CPU)")
+    parser.add_argument(
+        "--profile", default="demo", help="params.yaml profile (demo: ~2.5 min of training on 2 cores; smoke: plumbing only)"
+    )
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a params.yaml key for the pipeline, e.g. --set seed=1 (repeatable)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     t0 = time.perf_counter()
@@ -142,17 +149,20 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     if out.exists():
         shutil.rmtree(out)
-    _run(["pipeline", "run", "--local", "--data", str(data), "--out", str(out),
-          "--model", args.model, "--profile", args.profile])
+    pipeline = ["pipeline", "run", "--local", "--data", str(data), "--out", str(out),
+                "--model", args.model, "--profile", args.profile, *[f"--set={kv}" for kv in args.set]]  # fmt: skip
+    print("$ texinspect " + " ".join(pipeline), flush=True)
+    log_path = out / PIPELINE_LOG
+    print(f"  (every task's full output: {log_path})", flush=True)
+    if run_quietly([sys.executable, "-m", "texinspect", *pipeline], log_path):
+        raise SystemExit("demo: the training pipeline failed (see above)")
     model_yaml = sorted(out.rglob("train-phase2/model/model.yaml"), key=lambda p: p.stat().st_mtime)
     if not model_yaml:
         raise SystemExit(f"demo: no model folder under {out}")
     model_dir = model_yaml[-1].parent
-    metrics = sorted(out.rglob("metrics.json"), key=lambda p: p.stat().st_mtime)
-    if metrics:
-        m = json.loads(metrics[-1].read_text())
-        keys = ("image_auroc", "pixel_auroc", "aupro", "precision", "recall", "f1")
-        print("metrics: " + ", ".join(f"{k}={m[k]:.3f}" for k in keys if isinstance(m.get(k), (int, float))))
+    metrics = sorted((out / "kfp").rglob("metrics.json"), key=lambda p: p.stat().st_mtime)
+    if not metrics:
+        raise SystemExit(f"demo: the pipeline wrote no metrics.json under {out}")
 
     _step("3. local KServe server")
     from texinspect.data.layout import records_for_prediction
@@ -160,10 +170,36 @@ def main(argv: list[str] | None = None) -> int:
     tests = [r for r in records_for_prediction(data) if r.label == 1] or records_for_prediction(data)
     serve_and_query(model_dir, tests[0].path)
 
-    _step("done")
-    print(f"{time.perf_counter() - t0:.0f} s. Model: {model_dir}")
-    print(f"MLflow: .venv/bin/mlflow ui --backend-store-uri sqlite:///{(out / 'mlflow.db').resolve()}")
+    _step(f"done in {time.perf_counter() - t0:.0f} s: test split of {data}")
+    print(result_table(json.loads(metrics[-1].read_text())))
+    print(f"model:   {model_dir}")
+    print(f"MLflow:  .venv/bin/mlflow ui --backend-store-uri sqlite:///{(out / 'mlflow.db').resolve()}")
+    overview = metrics[-1].parent / OVERVIEW_FILE
+    if overview.is_file():  # last, so that it is the line a person sees
+        print(f"picture: {overview}  (red: true defect, green: found; also in the MLflow run)")
     return 0
+
+
+def result_table(m: dict) -> str:
+    """The few numbers a newcomer needs, as a small Markdown table (``n/a`` where not measurable)."""
+
+    def fmt(key: str) -> str:
+        value = m.get(key)
+        return f"{value:.3f}" if isinstance(value, (int, float)) else "n/a"
+
+    rows = [
+        ("image AUROC (is the image defective?)", "image_auroc"),
+        ("pixel AUROC (where is the defect?)", "pixel_auroc"),
+        ("AUPRO (each defect region found)", "aupro"),
+        ("image precision / recall / F1 at the model's threshold", ("precision", "recall", "f1")),
+        ("pixel F1 at the model's pixel threshold", "pixel_f1"),
+    ]
+    lines = ["| measure | value |", "|---|---:|"]
+    for label, keys in rows:
+        value = " / ".join(fmt(k) for k in keys) if isinstance(keys, tuple) else fmt(keys)
+        lines.append(f"| {label} | {value} |")
+    counts = f"{m.get('n_good', '?')} good and {m.get('n_defect', '?')} defective images"
+    return "\n".join([*lines, f"({counts})" if "n_good" in m else ""]).rstrip()
 
 
 if __name__ == "__main__":

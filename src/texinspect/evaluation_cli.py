@@ -35,7 +35,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
     parser = subparsers.add_parser(
         "evaluate",
-        help="measure a prediction folder against the dataset's masks: metrics.json, per-type table, overlays, curves",
+        help="measure a prediction folder against the dataset's masks: metrics.json, per-type table, overview.png, overlays, curves",
     )
     parser.add_argument(
         "--pred", required=True, help="folder written by `texinspect predict`, or scores.csv + maps/ of an outside tool (results go here too)",
@@ -75,7 +75,7 @@ def format_summary(result: dict[str, Any]) -> str:
 def run(args: argparse.Namespace) -> int:
     """Handler of ``texinspect evaluate``; returns the exit code."""
     from texinspect.cli import config_from_args
-    from texinspect.evaluation import evaluate, markdown_table
+    from texinspect.evaluation import OVERVIEW_FILE, evaluate, markdown_table
 
     config = config_from_args(args)
     result = evaluate(args.pred, args.data, config.eval)
@@ -86,5 +86,5 @@ def run(args: argparse.Namespace) -> int:
 
         print()
         print(markdown_table(pd.read_csv(per_type)), end="")
-    print(f"\nwritten to {Path(args.pred)}: metrics.json, per_type.csv, per_type.md, curves/, overlays/")
+    print(f"\nwritten to {Path(args.pred)}: metrics.json, per_type.csv, per_type.md, {OVERVIEW_FILE}, curves/, overlays/")
     return 0

@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[2]
 SIZE = 64
 FAMILY_OVERRIDES = {
     "rbae": ["rbae.segmentation=pixel_unet", "rbae.train_size=32"],  # as --profile cpu: pixel_unet, maps resized
-    "fmrnet": [],
+    "fmrnet": ["fmrnet.patch_stride=16", "fmrnet.inference_chunk=16"],  # overlapping windows in chunks, as --profile cpu
 }
 
 

@@ -130,7 +130,7 @@ def write_fake_run(root: Path, config: Config, image_auroc: float, seed: int = 0
     (pred / "per_type.csv").write_text("defect_type,n,image_auroc\nscratch,3,0.8\n")
     (pred / "curves" / "roc.csv").write_text("fpr,tpr,threshold\n0,0,1\n1,1,0\n")
     (pred / "curves" / "pr.csv").write_text("recall,precision,threshold\n1,0.5,0\n")
-    for name in ("curves/roc.png", "curves/pr.png", "overlays/scratch/000.png"):
+    for name in ("curves/roc.png", "curves/pr.png", "overlays/scratch/000.png", "overview.png"):
         Image.new("RGB", (8, 8)).save(pred / name)
     np.save(pred / "maps" / "test" / "good" / "000.png.npy", np.zeros((4, 4), np.float32))
     return FakeRun(run_dir, model_dir, pred / "metrics.json", metrics, history)

@@ -72,7 +72,7 @@ def test_track_training_run_logs_params_losses_metrics_artifacts(
     assert "f1" not in run.data.metrics
     assert run.data.metrics["train.phases.phase1.steps"] == 15
     assert run.data.tags["eval.threshold_source"] == "model"
-    # artifacts: checkpoints, memory bank, summaries, metrics, tables, curves, overlays; no maps
+    # artifacts: checkpoints, memory bank, summaries, metrics, tables, curves, overlays, overview; no maps
     arts = _artifacts(client, run_id)
     for expected in (
         "run/checkpoints/phase1_end.pt",
@@ -85,6 +85,7 @@ def test_track_training_run_logs_params_losses_metrics_artifacts(
         "evaluation/curves/roc.png",
         "evaluation/curves/pr.png",
         "evaluation/overlays/scratch/000.png",
+        "evaluation/overview.png",  # the picture `make demo` ends with
         "config/resolved_config.json",
     ):
         assert expected in arts, expected

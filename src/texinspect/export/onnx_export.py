@@ -79,6 +79,18 @@ def freeze_flags(module: nn.Module) -> nn.Module:
     return module
 
 
+def single_pass(module: nn.Module) -> nn.Module:
+    """Switch off inference chunking (FMR-Net's ``single_pass``) in every submodule that has it.
+
+    A chunk loop's ``windows > inference_chunk`` test is a guard on the dynamic batch size:
+    torch.export would specialise the graph to the traced batch (or fail on the guard).
+    """
+    for sub in module.modules():
+        if hasattr(type(sub), "single_pass"):
+            sub.single_pass = True  # type: ignore[assignment]
+    return module
+
+
 def _export(module: nn.Module, example: torch.Tensor, out: Path, outputs: list[str]) -> Path:
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
     with warnings.catch_warnings(), torch.inference_mode():
@@ -125,7 +137,7 @@ def export_onnx(model_dir: str | Path, out_dir: str | Path, edge: bool = True, s
     from texinspect.serving.edge import EdgeEncoder, _is_splittable, edge_metadata, feature_names
 
     detector, card = load_detector(model_dir, "cpu")
-    detector = freeze_flags(copy.deepcopy(detector).float().eval())
+    detector = single_pass(freeze_flags(copy.deepcopy(detector).float().eval()))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     gen = torch.Generator().manual_seed(seed)

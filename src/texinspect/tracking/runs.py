@@ -4,7 +4,7 @@
 params, the loss histories of ``train_summary.json`` as metric histories, the summary's numbers,
 the dataset's DVC hash, the git commit, every file of the run folder (checkpoints, memory bank,
 summaries) and of the evaluation folder (metrics, per-type table, ROC/PR curves and plots,
-overlays), and the model as a pyfunc. Calling it again for the same folder adds to the same run.
+overview.png, overlays), and the model as a pyfunc. Calling it again for the same folder adds to the same run.
 """
 
 from __future__ import annotations

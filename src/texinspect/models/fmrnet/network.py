@@ -307,9 +307,16 @@ class FMRNet(Detector):
 
     # ------------------------------------------------------------------ image paths
 
+    #: Every window in one pass instead of ``inference_chunk``-sized chunks. The ONNX exporter sets
+    #: it: the chunk loop branches on the batch size, which would fix the exported graph's batch
+    #: (ONNX Runtime plans its own memory, so the chunks' memory bound is not needed there).
+    single_pass: bool = False
+
     def _chunks(self, patches: torch.Tensor) -> list[torch.Tensor]:
         n = max(1, int(self.cfg.inference_chunk))
-        return list(patches.split(n)) if patches.shape[0] > n else [patches]
+        if self.single_pass or patches.shape[0] <= n:
+            return [patches]
+        return list(patches.split(n))
 
     def _check_images(self, images: torch.Tensor) -> None:
         if images.dim() != 4 or images.shape[1] != self.channels:
