@@ -402,11 +402,12 @@ def test_overview_of_the_128px_sample_is_small_enough_for_the_readme(tmp_path: P
 
 def test_overview_captions_say_the_verdict_and_fit_the_cell() -> None:
     from texinspect.data.layout import ImageRecord
-    from texinspect.evaluation import _caption, _Item
+    from texinspect.evaluation import TestImage
+    from texinspect.evaluation.pictures import _caption
 
-    def item(rel: str, score: float) -> _Item:
+    def item(rel: str, score: float) -> TestImage:
         record = ImageRecord(Path(rel), rel, "test", rel.split("/")[1])
-        return _Item(record, score, np.zeros((2, 2), np.float32), np.zeros((2, 2), bool))
+        return TestImage(record, score, np.zeros((2, 2), np.float32), np.zeros((2, 2), bool))
 
     def measure(text: str) -> float:
         return 5.0 * len(text)
