@@ -9,16 +9,15 @@ import pytest
 import torch
 
 from texinspect.errors import WeightsUnavailableError
-from texinspect.losses import (
+from texinspect.losses import focal_loss, resize_mask
+from texinspect.models.rbae.losses import (
     SSIMLoss,
     VGGPerceptualLoss,
     _vgg16_prefix,
     build_perceptual,
     feature_repair_loss,
-    focal_loss,
     normalise_per_image,
     pixel_discrimination_loss,
-    resize_mask,
 )
 
 torch.set_num_threads(1)

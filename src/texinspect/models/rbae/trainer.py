@@ -33,13 +33,8 @@ import torch.nn.functional as F
 from texinspect.config import Config
 from texinspect.data.datasets import ImageDataset
 from texinspect.errors import ConfigError
-from texinspect.losses import (
-    build_perceptual,
-    feature_repair_loss,
-    focal_loss,
-    pixel_discrimination_loss,
-    resize_mask,
-)
+from texinspect.losses import focal_loss, resize_mask
+from texinspect.models.rbae.losses import build_perceptual, feature_repair_loss, pixel_discrimination_loss
 from texinspect.models.rbae.network import RBAM_LAYERS, RBAENet
 from texinspect.models.rbae.reference import choose_reference
 from texinspect.outputs import ensure_output_dir
