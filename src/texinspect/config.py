@@ -33,6 +33,9 @@ class DataConfig:
     image_size: int = 256  # images are resized to image_size x image_size
     channels: int = 3  # model input channels; grayscale and RGB files are converted to this
     num_workers: int = 0
+    # training normals turned at random before synthesis (none: as the papers); flips: mirrored left-right
+    # and/or top-bottom; dihedral: also 90-degree turns. Only for surfaces whose texture has no direction.
+    augment: Literal["none", "flips", "dihedral"] = "none"
 
 
 @dataclass

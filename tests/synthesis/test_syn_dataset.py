@@ -8,6 +8,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from texinspect.config import SynthesisConfig
+from texinspect.errors import ConfigError
 from texinspect.synthesis.dataset import SyntheticDefectDataset
 from texinspect.synthesis.pool import TexturePool
 from texinspect.synthesis.synthesizer import DefectSynthesizer
@@ -78,3 +79,42 @@ def test_bad_probability_and_index(normal_dataset) -> None:
     with pytest.raises(IndexError):
         make(normal_dataset)[len(normal_dataset)]
     assert np.isfinite(make(normal_dataset)[-1]["defect"].numpy()).all()
+
+
+def _views(image: torch.Tensor, augment: str) -> list[torch.Tensor]:
+    """Every view ``augment`` may produce of a (C, H, W) image."""
+    mirrors = [image, image.flip(-1), image.flip(-2), image.flip(-1).flip(-2)]
+    if augment == "flips":
+        return mirrors
+    return [m.rot90(k, dims=(1, 2)) for m in mirrors for k in range(4)]
+
+
+@pytest.mark.parametrize("augment", ["flips", "dihedral"])
+def test_augment_shows_turned_views_of_the_normal_images_and_is_reproducible(normal_dataset, augment: str) -> None:
+    """``data.augment`` (issue 21): more views of a direction-free texture from few good images."""
+    synth = make(normal_dataset, seed=3).synthesizer
+    ds = SyntheticDefectDataset(normal_dataset, synth, seed=3, defect_probability=0.0, augment=augment)
+    changed = 0
+    for epoch in range(3):
+        ds.set_epoch(epoch)
+        for i in range(len(ds)):
+            item, original = ds[i], normal_dataset[i]["image"]
+            assert any(torch.equal(item["image"], v) for v in _views(original, augment))
+            changed += not torch.equal(item["image"], original)
+            torch.testing.assert_close(ds[i]["image"], item["image"])  # the same view each time it is read
+    assert changed >= 6  # 18 reads, each left as it is with probability 1/4 (flips) or 1/8 (dihedral)
+    with_defects = SyntheticDefectDataset(normal_dataset, synth, seed=3, defect_probability=1.0, augment=augment)
+    item = with_defects[1]
+    outside = item["mask"][0] == 0
+    # the defect is drawn on the turned view: outside the mask the two agree (up to faint blending)
+    assert (item["defect"] - item["image"]).abs()[:, outside].mean() < 0.01
+
+
+def test_augment_none_leaves_the_items_as_before_and_unknown_values_are_refused(normal_dataset) -> None:
+    plain = make(normal_dataset, seed=5)
+    none = SyntheticDefectDataset(normal_dataset, plain.synthesizer, seed=5, augment="none")
+    for i in range(len(plain)):
+        for key in ("image", "defect", "mask"):
+            assert torch.equal(plain[i][key], none[i][key])
+    with pytest.raises(ConfigError, match="data.augment: expected one of none, flips, dihedral, got 'rot45'"):
+        SyntheticDefectDataset(normal_dataset, plain.synthesizer, seed=5, augment="rot45")

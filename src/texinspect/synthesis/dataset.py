@@ -16,6 +16,23 @@ from torch.utils.data import Dataset
 from texinspect.errors import ConfigError
 from texinspect.synthesis.synthesizer import DefectSynthesizer
 
+AUGMENTS = ("none", "flips", "dihedral")
+
+
+def turn(image: np.ndarray, augment: str, rng: np.random.Generator) -> np.ndarray:
+    """(C, H, W) mirrored at random (``flips``), and turned by a multiple of 90 degrees (``dihedral``).
+
+    More views of a direction-free texture from a small folder of good images. Its own random
+    stream (not the synthesis one), so ``none`` leaves every earlier run's batches unchanged.
+    """
+    if rng.random() < 0.5:
+        image = image[:, :, ::-1]
+    if rng.random() < 0.5:
+        image = image[:, ::-1, :]
+    if augment == "dihedral":
+        image = np.rot90(image, int(rng.integers(4)), axes=(1, 2))
+    return np.ascontiguousarray(image)
+
 
 class SyntheticDefectDataset(Dataset):
     """Wraps a normal-image dataset (items ``{"image": (C,H,W) tensor, ...}``).
@@ -36,6 +53,7 @@ class SyntheticDefectDataset(Dataset):
         synthesizer: DefectSynthesizer,
         seed: int,
         defect_probability: float | None = None,
+        augment: str = "none",
     ) -> None:
         p = synthesizer.cfg.defect_probability if defect_probability is None else defect_probability
         if not 0.0 <= p <= 1.0:
@@ -44,6 +62,9 @@ class SyntheticDefectDataset(Dataset):
         self.synthesizer = synthesizer
         self.seed = int(seed)
         self.defect_probability = float(p)
+        if augment not in AUGMENTS:
+            raise ConfigError(f"data.augment: expected one of {', '.join(AUGMENTS)}, got {augment!r}")
+        self.augment = augment
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -73,6 +94,8 @@ class SyntheticDefectDataset(Dataset):
             if isinstance(image, torch.Tensor)
             else np.asarray(image, dtype=np.float32)
         )
+        if self.augment != "none":
+            image_np = turn(image_np, self.augment, np.random.default_rng([self.seed, self.epoch, index, 1]))
         rng = self.rng(index)
         if rng.random() < self.defect_probability:
 

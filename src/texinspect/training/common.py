@@ -59,7 +59,7 @@ def prepare_training_data(config: Config, val_fraction: float = VAL_FRACTION) ->
     val = ImageDataset(val_records, size, channels, cache=True)
     pool = TexturePool(config.synthesis.texture_pool, size, channels, seed=config.seed)
     synthesizer = DefectSynthesizer(config.synthesis, size, channels, pool=pool)
-    synthetic = SyntheticDefectDataset(train, synthesizer, seed=config.seed)
+    synthetic = SyntheticDefectDataset(train, synthesizer, seed=config.seed, augment=config.data.augment)
     info = {
         "data_root": str(config.data.root),
         "n_train": len(train_records),
