@@ -37,7 +37,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--model", default="rbae")
     p.add_argument("--profile", default="demo")
-    p.add_argument("--out", default="benchmarks/runs/demo", help="demo run folders (one per seed)")
+    p.add_argument("--data", default=None, help="dataset folder (default: the demo's own sample, data/sample)")
+    p.add_argument("--out", default="benchmarks/runs/demo", help="demo run folders (one per seed) and their logs")
     p.add_argument("--results", default="benchmarks/results/demo", help="where the tables go")
     return p.parse_args(argv)
 
@@ -45,15 +46,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def run_demo(seed: int, args: argparse.Namespace) -> dict[str, float]:
     out = Path(args.out) / f"seed{seed}"
     cmd = [sys.executable, "-m", "texinspect.demo", "--out", str(out), "--model", args.model,
-           "--profile", args.profile, "--set", f"seed={seed}"]  # fmt: skip
+           "--profile", args.profile, "--set", f"seed={seed}", *(["--data", args.data] if args.data else [])]  # fmt: skip
+    log = Path(args.out) / f"seed{seed}.log"  # what a person would see (the demo empties its --out first)
+    log.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    subprocess.run(cmd, cwd=REPO, check=True)
+    with open(log, "w") as stdout:
+        done = subprocess.run(cmd, cwd=REPO, stdout=stdout, stderr=subprocess.STDOUT)
     wall = time.perf_counter() - t0
-    metrics_files = sorted((REPO / out / "kfp").rglob("evaluate-model/**/metrics.json"))
+    if done.returncode:
+        raise SystemExit(f"demo seed {seed} failed (exit {done.returncode}); its output: {log}")
+    out = REPO / out
+    metrics_files = sorted((out / "kfp").rglob("evaluate-model/**/metrics.json"))
     if not metrics_files:
         raise SystemExit(f"demo seed {seed}: no metrics.json under {out}")
     m = json.loads(metrics_files[-1].read_text())
-    summaries = sorted((REPO / out / "kfp").rglob("train-phase2/**/train_summary.json"))
+    summaries = sorted((out / "kfp").rglob("train-phase2/**/train_summary.json"))
     summary = json.loads(summaries[-1].read_text()) if summaries else {}
     return {**{k: m.get(k) for k in METRICS if k in m}, "synthetic_image_auroc": summary.get("synthetic_image_auroc"),
             "demo_wall_s": wall}  # fmt: skip

@@ -89,6 +89,15 @@ def test_the_demo_profile_is_the_cpu_profile_on_the_128px_sample() -> None:
     demo, cpu = load_config(PARAMS, profile="demo"), load_config(PARAMS, profile="cpu")
     assert demo.data.image_size == 128 and demo.data.root == cpu.data.root
     assert demo.rbae == cpu.rbae and demo.synthesis == cpu.synthesis  # what the cpu profile measured, not a copy
+    assert demo.data.augment == "dihedral" and cpu.data.augment == "none"
     assert demo.train.max_steps_phase1 > 0 and demo.train.max_steps_phase2 > 0 and demo.train.max_minutes == 0
     fm = load_config(PARAMS, ["model=fmrnet"], profile="demo")
     assert fm.fmrnet.memory_size <= 512 and fm.fmrnet.patch_size == 32  # the 40-image sample fills its memory
+
+
+def test_the_readme_shows_the_demo_picture_small_enough_to_commit() -> None:
+    repo = PARAMS.parent
+    picture = repo / "docs" / "images" / "demo_overview.png"
+    assert "](docs/images/demo_overview.png)" in (repo / "README.md").read_text()
+    assert picture.is_file() and picture.stat().st_size < 300 * 1024
+    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
