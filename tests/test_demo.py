@@ -11,9 +11,13 @@ import io
 import sys
 from pathlib import Path
 
+import pytest
+
 from texinspect.config import load_config
 from texinspect.demo import result_table
 from texinspect.demo_console import PipelineConsole, run_quietly
+from texinspect.errors import DataError
+from texinspect.pipeline.local import latest_run
 
 PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
 
@@ -101,3 +105,8 @@ def test_the_readme_shows_the_demo_picture_small_enough_to_commit() -> None:
     assert "](docs/images/demo_overview.png)" in (repo / "README.md").read_text()
     assert picture.is_file() and picture.stat().st_size < 300 * 1024
     assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_latest_run_names_the_folder_when_there_is_no_run(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=f"no local pipeline run under {tmp_path / 'kfp'}"):
+        latest_run(tmp_path)

@@ -30,6 +30,7 @@ from pathlib import Path
 from texinspect.cli import main as cli
 from texinspect.demo_console import run_quietly
 from texinspect.evaluation import OVERVIEW_FILE
+from texinspect.pipeline.local import latest_run
 
 log = logging.getLogger("texinspect.demo")
 SAMPLE_DIR = Path("data/sample")
@@ -156,13 +157,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  (every task's full output: {log_path})", flush=True)
     if run_quietly([sys.executable, "-m", "texinspect", *pipeline], log_path):
         raise SystemExit("demo: the training pipeline failed (see above)")
-    model_yaml = sorted(out.rglob("train-phase2/model/model.yaml"), key=lambda p: p.stat().st_mtime)
-    if not model_yaml:
-        raise SystemExit(f"demo: no model folder under {out}")
-    model_dir = model_yaml[-1].parent
-    metrics = sorted((out / "kfp").rglob("metrics.json"), key=lambda p: p.stat().st_mtime)
-    if not metrics:
-        raise SystemExit(f"demo: the pipeline wrote no metrics.json under {out}")
+    run = latest_run(out)
+    model_dir, evaluation = run.artifact("train-phase2", "model"), run.artifact("evaluate-model", "evaluation")
+    if not run.metrics:
+        raise SystemExit(f"demo: the pipeline wrote no metrics.json under {evaluation}")
 
     _step("3. local KServe server")
     from texinspect.data.layout import records_for_prediction
@@ -171,10 +169,10 @@ def main(argv: list[str] | None = None) -> int:
     serve_and_query(model_dir, tests[0].path)
 
     _step(f"done in {time.perf_counter() - t0:.0f} s: test split of {data}")
-    print(result_table(json.loads(metrics[-1].read_text())))
+    print(result_table(run.metrics))
     print(f"model:   {model_dir}")
     print(f"MLflow:  .venv/bin/mlflow ui --backend-store-uri sqlite:///{(out / 'mlflow.db').resolve()}")
-    overview = metrics[-1].parent / OVERVIEW_FILE
+    overview = evaluation / OVERVIEW_FILE
     if overview.is_file():  # last, so that it is the line a person sees
         print(f"picture: {overview}  (red: true defect, green: found; also in the MLflow run)")
     return 0

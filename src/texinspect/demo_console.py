@@ -39,15 +39,14 @@ class PipelineConsole:
     out: IO[str] | None = None  # where task lines go (None: tqdm.write's default, stdout)
     show_bars: bool | None = None  # None: on a terminal only (in a log file every update would be a line)
     started: dict[str, float] = field(default_factory=dict)
-    finished: list[tuple[str, str]] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
+    finished: list[tuple[str, str]] = field(default_factory=list)  # (task, status) in the order they ended
     bars: dict[str, tqdm] = field(default_factory=dict)
+    steps: dict[str, int] = field(default_factory=dict)  # per phase; a disabled bar does not count
 
     def __post_init__(self) -> None:
         if self.show_bars is None:
             stream = self.out if self.out is not None else sys.stdout
             self.show_bars = bool(getattr(stream, "isatty", lambda: False)())
-        self.steps: dict[str, int] = {}
 
     def feed(self, raw: str) -> None:
         line = _ANSI.sub("", raw.rstrip("\n"))
@@ -58,7 +57,6 @@ class PipelineConsole:
         elif m := _TASK_END.search(line):
             self._task_done(m.group(1), m.group(2))
         elif _ERROR.search(line):
-            self.errors.append(line.strip())
             self._write("  " + line.strip())
 
     def close(self) -> None:
@@ -73,7 +71,7 @@ class PipelineConsole:
                        dynamic_ncols=True, leave=True)  # fmt: skip
             self.bars[phase] = bar
         bar.total = total
-        done = self.steps.get(phase, 0)  # kept here: a disabled bar does not count
+        done = self.steps.get(phase, 0)
         bar.update(max(0, step - done))
         self.steps[phase] = max(done, step)
 

@@ -106,6 +106,18 @@ def run_local(
     return collect(runs[-1])
 
 
+def latest_run(out: str | Path) -> LocalRun:
+    """The newest run a ``pipeline run --local --out OUT`` left under ``OUT/kfp``, indexed.
+
+    For callers that ran the pipeline in another process (``make demo``) and read its outputs.
+    """
+    pipeline_root = Path(out) / "kfp"
+    runs = sorted(pipeline_root.glob(f"{PIPELINE_NAME}-*")) if pipeline_root.is_dir() else []
+    if not runs:
+        raise DataError(f"no local pipeline run under {pipeline_root}")
+    return collect(runs[-1])
+
+
 def _index_outputs(result: LocalRun, task_dir: Path, task: str) -> None:
     for output in sorted(task_dir.iterdir()):
         if output.name != "executor_output.json":
