@@ -86,7 +86,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         )
     model_dir = family.train(config, out, resume=not args.no_resume or args.phase == "2")
     print(f"model written to {model_dir}")
-    from texinspect.pipeline.distributed import is_main_process
+    from texinspect.training.distributed import is_main_process
 
     if config.tracking.enabled and not args.no_track and is_main_process():  # DDP: rank 0 logs the run
         from texinspect.tracking import track_training_run

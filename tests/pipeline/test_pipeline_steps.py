@@ -129,7 +129,7 @@ def test_step_modules_import_inside_a_kfp_task() -> None:
 
     code = (
         "from texinspect.cli import build_parser; build_parser();"
-        "import texinspect.pipeline.steps, texinspect.pipeline.deploy, texinspect.pipeline.distributed;"
+        "import texinspect.pipeline.steps, texinspect.pipeline.deploy, texinspect.training.distributed;"
         "import sys; assert 'kfp.kubernetes' not in sys.modules, 'kfp.kubernetes was imported'"
     )
     env = {**os.environ, "_KFP_RUNTIME": "true"}

@@ -153,7 +153,7 @@ def torchrun_args(argv: Sequence[str], world_size: int) -> list[str]:
 
     ``--standalone``: a local rendezvous on a free port, nothing else to configure. torchrun gives
     each process RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT, which
-    :mod:`texinspect.pipeline.distributed` reads, exactly as under a TrainJob or PyTorchJob.
+    :mod:`texinspect.training.distributed` reads, exactly as under a TrainJob or PyTorchJob.
     """
     return ["--standalone", f"--nproc-per-node={int(world_size)}", "--module", "texinspect", *map(str, argv)]
 

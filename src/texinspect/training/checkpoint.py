@@ -32,8 +32,8 @@ from torch import nn
 
 from texinspect.errors import CheckpointError
 from texinspect.outputs import ensure_output_dir, write_atomic
-from texinspect.pipeline.distributed import is_main_process
 from texinspect.torch_files import load_torch_file, torch_bytes
+from texinspect.training.distributed import is_main_process
 
 log = logging.getLogger(__name__)
 

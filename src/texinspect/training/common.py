@@ -3,7 +3,7 @@
 Keeping this in one place means RB-AE and FMR-Net see the same train/validation split, the same
 synthetic defects and the same threshold calibration, so their results are comparable.
 
-Under DDP (``pipeline.distributed``) every rank prepares the same data (each trains on its own
+Under DDP (``training.distributed``) every rank prepares the same data (each trains on its own
 shard of it); calibration, the model artifact and the summary are rank 0's alone.
 """
 
@@ -26,10 +26,10 @@ from texinspect.errors import DataError
 from texinspect.models.artifact import ModelCard, save_detector
 from texinspect.models.base import Detector
 from texinspect.outputs import write_text_atomic
-from texinspect.pipeline.distributed import DistContext, is_main_process
 from texinspect.synthesis.dataset import SyntheticDefectDataset
 from texinspect.synthesis.pool import TexturePool
 from texinspect.synthesis.synthesizer import DefectSynthesizer
+from texinspect.training.distributed import DistContext, is_main_process
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from texinspect.errors import ConfigError
-from texinspect.pipeline import distributed
+from texinspect.training import distributed
 from texinspect.training.batches import resumable_batches
 from texinspect.training.checkpoint import Checkpointer
 
@@ -118,7 +118,7 @@ def run_phase(
     ``generators``: random generators the step draws from besides the global ones (saved and
     restored with the checkpoints, so a resumed run draws what an uninterrupted one would).
 
-    Under DDP (``pipeline.distributed``; the step computes its losses through a ``DDPForward``)
+    Under DDP (``training.distributed``; the step computes its losses through a ``DDPForward``)
     every rank runs this loop in lock-step: the phase starts from rank 0's weights and buffers,
     logged losses are the ranks' means, rank 0's clock decides the wall-clock stop for all
     (otherwise a rank that stopped would leave the others waiting in an all-reduce), and only
@@ -274,7 +274,7 @@ def infinite_batches(
     """Factory for :func:`run_phase`: endless shuffled batches, the order seeded by epoch.
 
     A resumed run enters the epoch at the batch it stopped before (``training.batches``). Under
-    DDP each rank gets its own shard (``pipeline.distributed.distributed_batches``) and
+    DDP each rank gets its own shard (``training.distributed.distributed_batches``) and
     ``batch_size`` is per process.
     """
     if distributed.current().enabled:

@@ -10,7 +10,7 @@ calibrated on the same held-out normal images as the other families.
 Step cap: ``train.max_steps_phase1 + train.max_steps_phase2`` when both are set (the total the
 other families get), else ``train.phase1_epochs + train.phase2_epochs`` epochs.
 
-Data parallel (``WORLD_SIZE`` > 1, see ``pipeline.distributed``): the SSIM loss runs through a
+Data parallel (``WORLD_SIZE`` > 1, see ``training.distributed``): the SSIM loss runs through a
 ``DDPForward`` over the network, each rank draws windows from its own shard with its own window
 generator, and rank 0 alone calibrates and writes the artifact.
 """
@@ -32,10 +32,10 @@ from texinspect.errors import DataError
 from texinspect.models.aessim.network import SSIM_WINDOW, AESSIMNet
 from texinspect.models.artifact import ModelCard, save_detector
 from texinspect.outputs import ensure_output_dir
-from texinspect.pipeline.distributed import DDPForward, DistContext, is_main_process, session
 from texinspect.scoring import ssim_map
 from texinspect.training.checkpoint import Checkpointer
 from texinspect.training.common import MODEL_SUBDIR, VAL_FRACTION, adam, ddp_summary, to_device, write_summary
+from texinspect.training.distributed import DDPForward, DistContext, is_main_process, session
 from texinspect.training.loop import infinite_batches, phase_dir, run_phase, seed_everything, steps_for
 from texinspect.validation import training_validation
 

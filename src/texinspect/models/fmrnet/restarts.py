@@ -42,10 +42,10 @@ from texinspect.models.fmrnet.memory_bank import (
     load_memory_bank,
 )
 from texinspect.models.fmrnet.network import FMRNet
-from texinspect.pipeline.distributed import barrier, is_main_process
 from texinspect.torch_files import save_torch_file
 from texinspect.training.checkpoint import Checkpointer, load_checkpoint
 from texinspect.training.common import TrainData
+from texinspect.training.distributed import barrier, is_main_process
 from texinspect.training.loop import PhaseResult, phase_dir
 from texinspect.validation import Scorer, training_validation
 

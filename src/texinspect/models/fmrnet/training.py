@@ -19,7 +19,7 @@ learns restoration); ``use_cmfm=false`` drops C_A, the latent loss and the addre
 (the bank is still built: it only feeds the patch-level scores); ``use_gfrm=false`` uses plain
 skip connections on the two deepest paths.
 
-Data parallel (``WORLD_SIZE`` > 1, see ``pipeline.distributed``): the generator's loss runs
+Data parallel (``WORLD_SIZE`` > 1, see ``training.distributed``): the generator's loss runs
 through one ``DDPForward`` (its trained parts: encoder, decoder, GFRMs, C_A, A_N) and the
 discriminator's through another, so each backward averages its own module's gradients; the
 discriminator update inside a generator step keeps its place (D sees the same I_rec as in one
@@ -66,7 +66,6 @@ from texinspect.models.fmrnet.restarts import (
     selection_done,
 )
 from texinspect.outputs import ensure_output_dir
-from texinspect.pipeline.distributed import DDPForward, barrier, init_distributed, is_main_process, session
 from texinspect.scoring import k_sigma_threshold
 from texinspect.training.checkpoint import Checkpointer, load_checkpoint
 from texinspect.training.common import (
@@ -78,6 +77,7 @@ from texinspect.training.common import (
     prepare_training_data,
     write_summary,
 )
+from texinspect.training.distributed import DDPForward, barrier, init_distributed, is_main_process, session
 from texinspect.training.loop import PhaseResult, infinite_batches, phase_dir, run_phase, seed_everything
 from texinspect.validation import training_validation
 

@@ -13,7 +13,7 @@ Budget: epochs (paper: 400 + 200) capped by ``train.max_steps_phase*`` and the w
 2). A killed run resumes from ``checkpoints/last.pt``: a finished phase 1 is reloaded from its end
 checkpoint, phase 2 continues from its saved step with the reference buffers it saved.
 
-Data parallel (``WORLD_SIZE`` > 1, see ``pipeline.distributed``): each step's losses run through
+Data parallel (``WORLD_SIZE`` > 1, see ``training.distributed``): each step's losses run through
 a ``DDPForward`` over the trained parts (phase 1: encoder + decoder; phase 2: RBAMs + decoder +
 MSFDM), so backward averages their gradients over the ranks; each rank trains on its own shard.
 Every rank chooses the reference (same data, same weights) and the loop starts phase 2 from
@@ -38,7 +38,6 @@ from texinspect.models.rbae.losses import build_perceptual, feature_repair_loss,
 from texinspect.models.rbae.network import RBAM_LAYERS, RBAENet
 from texinspect.models.rbae.reference import choose_reference
 from texinspect.outputs import ensure_output_dir
-from texinspect.pipeline.distributed import DDPForward, DistContext, is_main_process, session
 from texinspect.training.checkpoint import Checkpointer
 from texinspect.training.common import (
     MODEL_SUBDIR,
@@ -50,6 +49,7 @@ from texinspect.training.common import (
     to_device,
     write_summary,
 )
+from texinspect.training.distributed import DDPForward, DistContext, is_main_process, session
 from texinspect.training.loop import infinite_batches, phase_dir, run_phase, seed_everything, steps_for
 from texinspect.validation import training_validation
 

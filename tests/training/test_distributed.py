@@ -15,7 +15,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from texinspect.errors import ConfigError, ModelError
-from texinspect.pipeline import distributed
+from texinspect.training import distributed
 
 N, DIM, BATCH, SEED = 16, 5, 4, 7
 
