@@ -26,6 +26,8 @@ demo: venv
 	$(PY) -m texinspect.demo --out $(DEMO_DIR) --profile $(PROFILE) --model $(MODEL) $(if $(DATA),--data $(DATA),)
 
 test: venv
+	# the import rules (layers, no cycles) in pyproject.toml, then the tests
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -q
 
 lint: venv

@@ -115,7 +115,9 @@ def _numeric_defaults() -> dict[str, object]:
 def test_every_numeric_key_of_params_yaml_has_a_range_rule() -> None:
     """A new numeric key without a rule would again accept any value: each one must have a rule,
     and every rule must name a key that exists."""
-    from texinspect.config_ranges import RULES
+    from texinspect.config_ranges import rules
+
+    RULES = rules()
 
     numeric = _numeric_defaults()
     from_file = {k for k, v in load_config(PARAMS).flat().items() if k in numeric}
@@ -125,7 +127,9 @@ def test_every_numeric_key_of_params_yaml_has_a_range_rule() -> None:
 
 
 def _bad_values() -> list[tuple[str, object]]:
-    from texinspect.config_ranges import RULES
+    from texinspect.config_ranges import rules
+
+    RULES = rules()
 
     defaults = _numeric_defaults()
     cases = []

@@ -10,7 +10,10 @@ import pytest
 from tests.s3_server import SeaweedS3, free_ports, s3_bucket_fixture, s3_env_fixture, seaweed_s3_fixture  # noqa: F401
 
 from texinspect import storage
+from texinspect.models.artifact import CARD_FILE, WEIGHTS_FILE
 from texinspect.storage import StorageError
+
+MODEL_FILES = (CARD_FILE, WEIGHTS_FILE)  # what makes a downloaded prefix a model folder
 
 
 def _folder(root: Path) -> Path:
@@ -181,11 +184,11 @@ def test_fetch_model_rejects_a_prefix_without_a_model(
     (tmp_path / "src" / "readme.txt").write_text("not a model")
     storage.upload_dir(tmp_path / "src", f"s3://{s3_bucket}/notamodel")
     with pytest.raises(StorageError, match="model.yaml, weights.pt missing"):
-        storage.fetch_model(f"s3://{s3_bucket}/notamodel", tmp_path / "cache")
+        storage.fetch_model(f"s3://{s3_bucket}/notamodel", tmp_path / "cache", required=MODEL_FILES)
     assert not (tmp_path / "cache").exists()
 
 
 def test_fetch_model_passes_local_folders_through(tmp_path: Path) -> None:
     assert storage.fetch_model(tmp_path) == tmp_path
     with pytest.raises(StorageError, match="does not exist"):
-        storage.fetch_model(tmp_path / "missing")
+        storage.fetch_model(tmp_path / "missing", required=MODEL_FILES)

@@ -20,8 +20,7 @@ import yaml
 
 from texinspect.config_ranges import validate_ranges
 from texinspect.errors import ConfigError
-from texinspect.models.fmrnet.config import FMRNetConfig
-from texinspect.models.rbae.config import RBAEConfig
+from texinspect.models.registry import config_classes, default_sections, discover
 from texinspect.outputs import write_text_atomic
 
 
@@ -123,21 +122,38 @@ class TrackingConfig:
 
 @dataclass
 class Config:
-    """The whole run configuration."""
+    """The whole run configuration.
 
-    model: Literal["rbae", "fmrnet"] = "rbae"
+    The shared sections are fields; each model family's section (``rbae``, ``fmrnet``, ...) is
+    its own config class, registered from the family's folder (:mod:`texinspect.models.registry`),
+    held in ``families`` and read as an attribute: ``config.rbae.widths``. In ``params.yaml``,
+    ``to_dict`` and ``flat`` the sections are top-level keys, as before.
+    """
+
+    model: str = "rbae"  # a registered family (texinspect.models.registry)
     seed: int = 0
     device: str = "auto"
     data: DataConfig = field(default_factory=DataConfig)
     synthesis: SynthesisConfig = field(default_factory=SynthesisConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
-    rbae: RBAEConfig = field(default_factory=RBAEConfig)
-    fmrnet: FMRNetConfig = field(default_factory=FMRNetConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    families: dict[str, Any] = field(default_factory=default_sections)
+
+    def __getattr__(self, name: str) -> Any:
+        """``config.<family>``: that family's section (only called when no field has the name)."""
+        sections = self.__dict__.get("families")
+        if sections is not None and name in sections:
+            return sections[name]
+        raise AttributeError(f"config has no field or family section '{name}'")
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        shared = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != FAMILIES_FIELD}
+        out = {k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else copy.deepcopy(v) for k, v in shared.items()}
+        tracking = out.pop("tracking")
+        out.update({name: dataclasses.asdict(section) for name, section in sorted(self.families.items())})
+        out["tracking"] = tracking
+        return out
 
     def flat(self) -> dict[str, Any]:
         """Dotted keys -> values, e.g. for MLflow params."""
@@ -146,9 +162,35 @@ class Config:
     def with_overrides(self, overrides: list[str] | dict[str, Any]) -> Config:
         data = self.to_dict()
         apply_overrides(data, overrides)
-        config = from_dict(Config, data)
+        config = config_from_dict(data)
         validate_ranges(config)
         return config
+
+
+FAMILIES_FIELD = "families"
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    """A :class:`Config` from its ``to_dict`` form; errors name the dotted key.
+
+    Top-level keys named after a registered family are that family's section; ``model`` must be
+    a registered family.
+    """
+    if not isinstance(data, dict):
+        raise ConfigError(f"the config must be a mapping, got {data!r}")
+    classes = config_classes()
+    shared_names = {f.name for f in dataclasses.fields(Config)} - {FAMILIES_FIELD}
+    unknown = sorted(set(data) - shared_names - set(classes))
+    if unknown:
+        known = ", ".join(sorted(shared_names | set(classes)))
+        raise ConfigError(f"unknown config key '{unknown[0]}' (known keys here: {known})")
+    hints = get_type_hints(Config)
+    shared = {name: _coerce(hints[name], data[name], name) for name in shared_names if name in data}
+    families = discover()
+    if "model" in shared and shared["model"] not in families:
+        raise ConfigError(f"config key 'model': expected one of {sorted(families)}, got {shared['model']!r}")
+    sections = {name: from_dict(cls, {} if data.get(name) is None else data[name], f"{name}.") for name, cls in classes.items()}
+    return Config(**shared, families=sections)
 
 
 # --------------------------------------------------------------------------- loading
@@ -227,7 +269,7 @@ def load_config(
             apply_overrides(data, family_keys)
             if overrides:
                 apply_overrides(data, overrides)
-    config = from_dict(Config, data)
+    config = config_from_dict(data)
     validate_ranges(config)
     return config
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from texinspect.errors import ConfigError
+from texinspect.models.registry import config_classes
 
 if TYPE_CHECKING:
     from texinspect.config import Config
@@ -69,7 +70,8 @@ FRACTION = Range(low=0, high=1, open_low=True)  # (0, 1]
 SHARE = Range(low=0, high=1, open_low=True, open_high=True)  # (0, 1): both parts get some
 RATE = Range(low=0, open_low=True)  # learning rates, temperatures: > 0
 
-# dotted key -> rule; list keys check each element.
+# dotted key -> rule for the shared sections; list keys check each element. A family's keys have
+# their rules in its config class (``RANGES``, keys relative to its section): see :func:`rules`.
 RULES: dict[str, Range] = {
     "seed": NON_NEGATIVE,
     "data.image_size": POSITIVE,
@@ -117,55 +119,6 @@ RULES: dict[str, Range] = {
     "eval.score_smoothing": Range(low=0, note="0: no smoothing"),
     "eval.aupro_fpr_limit": FRACTION,
     "eval.overlays": NON_NEGATIVE,
-    # RB-AE
-    "rbae.widths": POSITIVE,
-    "rbae.patch_sizes": POSITIVE,
-    "rbae.ffm_kernel": POSITIVE,
-    "rbae.ffm_channels": POSITIVE,
-    "rbae.attention_temperature": RATE,
-    "rbae.msfdm_lambdas": NON_NEGATIVE,
-    "rbae.msfdm_hidden": POSITIVE,
-    "rbae.focal_gamma": NON_NEGATIVE,
-    "rbae.focal_alpha": PROBABILITY,
-    "rbae.reference_candidates": Range(low=0, note="0: all training images"),
-    "rbae.train_size": Range(low=0, note="0: data.image_size"),
-    "rbae.phase1_fraction": Range(low=0, high=1, open_high=True, note="0: train.phase1_fraction"),
-    **{
-        f"rbae.loss.{k}": NON_NEGATIVE
-        for k in ("rec1", "per1", "pixel_dis", "rec2", "per2", "fea_rep", "seg")
-    },
-    "rbae.segmenter_widths": POSITIVE,
-    # FMR-Net
-    "fmrnet.patch_size": Range(low=32, note="a multiple of 32"),
-    "fmrnet.patch_stride": POSITIVE,
-    "fmrnet.widths": POSITIVE,
-    "fmrnet.latent_dim": POSITIVE,
-    "fmrnet.memory_size": POSITIVE,
-    "fmrnet.texton_size": POSITIVE,
-    "fmrnet.gfrm_levels": Range(low=1, high=4, note="encoder layers 1-4"),
-    "fmrnet.gfrm_temperature": RATE,
-    "fmrnet.gfrm_kernel": POSITIVE,
-    "fmrnet.weight_penalty": NON_NEGATIVE,
-    "fmrnet.lr": RATE,
-    "fmrnet.warmup_steps": NON_NEGATIVE,
-    "fmrnet.adam_beta1": Range(low=0, high=1, open_high=True),
-    **{f"fmrnet.loss.{k}": NON_NEGATIVE for k in ("rec1", "adv1", "lat1", "rec2", "adv2", "seg2")},
-    "fmrnet.phase1_steps": POSITIVE,
-    "fmrnet.phase2_steps": POSITIVE,
-    "fmrnet.phase1_restarts": Range(low=1, note="1: no restarts"),
-    "fmrnet.positive_shift": NON_NEGATIVE,
-    "fmrnet.patches_per_image": POSITIVE,
-    "fmrnet.defect_patch_fraction": PROBABILITY,
-    "fmrnet.memory_max_codes": Range(low=0, note="0: every normal training patch"),
-    "fmrnet.kmeans_max_iter": POSITIVE,
-    "fmrnet.inference_chunk": POSITIVE,
-    "fmrnet.median_filter": Range(low=0, note="0 or 1: off"),
-    "fmrnet.patch_weight_power": Range(low=0, note="0: the paper's map"),
-    "fmrnet.map_smoothing": Range(low=0, note="0: none"),
-    "fmrnet.segmenter_widths": POSITIVE,
-    "fmrnet.segmenter_scale": FRACTION,
-    "fmrnet.focal_alpha": PROBABILITY,
-    "fmrnet.focal_gamma": NON_NEGATIVE,
 }
 
 # values of a few keys are a choice among numbers, not a range
@@ -179,10 +132,19 @@ def is_numeric(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def rules() -> dict[str, Range]:
+    """Every rule: the shared sections' and each registered family's ``RANGES``, as dotted keys."""
+    out = dict(RULES)
+    for name, cls in config_classes().items():
+        out.update({f"{name}.{key}": rule for key, rule in getattr(cls, "RANGES", {}).items()})
+    return out
+
+
 def validate_ranges(config: Config) -> None:
     """ConfigError naming the dotted key, the rule and the value, for the first value out of range."""
+    all_rules = rules()
     for key, value in config.flat().items():
-        rule = RULES.get(key)
+        rule = all_rules.get(key)
         if rule is None:
             continue
         items = list(enumerate(value)) if isinstance(value, list) else [(None, value)]

@@ -20,7 +20,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -247,24 +247,20 @@ def cache_dir() -> Path:
     return Path(root) / "models"
 
 
-def fetch_model(uri: str | os.PathLike[str], dest: str | Path | None = None) -> Path:
-    """A local model folder (``model.yaml`` + ``weights.pt``) for ``uri``.
+def fetch_model(uri: str | os.PathLike[str], dest: str | Path | None = None, required: Sequence[str] = ()) -> Path:
+    """A local copy of the model folder at ``uri``, which must hold the ``required`` files.
 
-    ``uri`` may be a local folder (returned as is), ``s3://bucket/prefix`` (downloaded, and reused
-    while the objects' ETags are unchanged), or an MLflow URI (``models:/name@champion``,
-    ``runs:/<id>/model``, ``models:/m-<id>``) resolved with :func:`texinspect.tracking.download_model`.
+    ``uri`` may be a local folder (returned as is) or ``s3://bucket/prefix`` (downloaded, and
+    reused while the objects' ETags are unchanged). MLflow URIs are resolved one level up, by
+    :func:`texinspect.serving.model_uri.resolve_model_uri`, which knows the tracking server.
+    ``required`` is what makes a folder a model (the artifact's ``model.yaml`` and ``weights.pt``):
+    a prefix without them is refused and its download removed.
     """
     text = str(uri)
-    if text.startswith(("models:/", "runs:/")):
-        from texinspect.tracking import download_model
-
-        return download_model(text, dest)
     if not is_s3_uri(text):
         path = Path(text)
         if not path.is_dir():
-            raise StorageError(
-                f"model folder {path} does not exist (expected a folder, s3://, models:/ or runs:/)"
-            )
+            raise StorageError(f"model folder {path} does not exist (expected a folder or s3://)")
         return path
     target = Path(dest) if dest is not None else cache_dir() / hashlib.sha256(text.encode()).hexdigest()[:16]
     settings = s3_settings()
@@ -277,23 +273,21 @@ def fetch_model(uri: str | os.PathLike[str], dest: str | Path | None = None) -> 
             previous = {}
         if previous.get("uri") == text and previous.get("objects") == list_objects(text, client, settings):
             log.info("model %s unchanged since the last download: using %s", text, target)
-            _check_model_folder(target, text)
+            _check_model_folder(target, text, required)
             return target
     download_prefix(text, target, overwrite=True, client=client)
     try:
-        _check_model_folder(target, text)
+        _check_model_folder(target, text, required)
     except StorageError:
         shutil.rmtree(target, ignore_errors=True)
         raise
     return target
 
 
-def _check_model_folder(folder: Path, uri: str) -> None:
-    from texinspect.models.artifact import CARD_FILE, WEIGHTS_FILE
-
-    missing = [name for name in (CARD_FILE, WEIGHTS_FILE) if not (folder / name).is_file()]
+def _check_model_folder(folder: Path, uri: str, required: Sequence[str]) -> None:
+    missing = [name for name in required if not (folder / name).is_file()]
     if missing:
         raise StorageError(
             f"{uri} is not a texinspect model folder: {', '.join(missing)} missing "
-            "(point at the prefix that holds model.yaml and weights.pt)"
+            f"(point at the prefix that holds {' and '.join(required)})"
         )

@@ -21,7 +21,7 @@ if str(ROOT) not in sys.path:  # `tests.*` imports work under plain `pytest` too
 from tests.s3_server import s3_bucket_fixture, s3_env_fixture, seaweed_s3_fixture  # noqa: E402, F401
 
 from texinspect.config import Config, save_config  # noqa: E402
-from texinspect.models import FAMILIES  # noqa: E402
+from texinspect.models import FAMILIES, FamilySpec, discover  # noqa: E402
 from texinspect.models.artifact import ModelCard, save_detector  # noqa: E402
 
 IMAGE_SIZE = 16
@@ -35,7 +35,8 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     monkeypatch.setenv("TEXINSPECT_TRACKING_PROBE_TIMEOUT", "3")
-    monkeypatch.setitem(FAMILIES, "fake", "tests.tracking.fake_family")
+    discover()
+    monkeypatch.setitem(FAMILIES, "fake", FamilySpec("fake", "tests.tracking.fake_family"))
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -88,7 +89,7 @@ def write_params(tmp_path: Path, sample_root: Path) -> Callable[..., Path]:
 @pytest.fixture
 def fake_family(monkeypatch: pytest.MonkeyPatch) -> str:
     """The fake family stands in for ``rbae`` for the duration of the test."""
-    monkeypatch.setitem(models.FAMILIES, "rbae", FAKE_MODULE)
+    monkeypatch.setitem(models.FAMILIES, "rbae", dataclasses.replace(models.family_spec("rbae"), module=FAKE_MODULE))
     monkeypatch.syspath_prepend(str(TESTS))
     return FAKE_MODULE
 

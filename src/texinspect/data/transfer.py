@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from texinspect.data.check import check_dataset
 from texinspect.storage import (
     SOURCE_FILE,
     StorageError,
@@ -75,8 +76,6 @@ def push(folder: str | Path, uri: str, check: bool = True, client: Any = None) -
     """Upload ``folder`` to ``uri`` so the prefix holds exactly the folder, then the manifest."""
     root = Path(folder)
     if check:
-        from texinspect.data.check import check_dataset
-
         report = check_dataset(root)
         if not report.ok:
             raise StorageError(

@@ -32,6 +32,8 @@ from torch import nn
 
 from texinspect import __version__
 from texinspect.errors import ModelError
+from texinspect.models.artifact import load_detector
+from texinspect.serving.edge import EdgeEncoder, _is_splittable, edge_metadata, feature_names
 
 MODEL_FILE = "model.onnx"
 EDGE_FILE = "edge.onnx"
@@ -133,8 +135,6 @@ def export_onnx(model_dir: str | Path, out_dir: str | Path, edge: bool = True, s
 
     Raises :class:`ModelError` when ONNX Runtime's maps differ from PyTorch's beyond the tolerance.
     """
-    from texinspect.models.artifact import load_detector
-    from texinspect.serving.edge import EdgeEncoder, _is_splittable, edge_metadata, feature_names
 
     detector, card = load_detector(model_dir, "cpu")
     detector = single_pass(freeze_flags(copy.deepcopy(detector).float().eval()))

@@ -21,10 +21,10 @@ import torch
 import yaml
 
 from texinspect import __version__
-from texinspect.config import Config, from_dict
+from texinspect.config import Config, config_from_dict
 from texinspect.errors import ConfigError, ModelError
-from texinspect.models import family_module
 from texinspect.models.base import Detector
+from texinspect.models.registry import family_module
 from texinspect.outputs import ensure_output_dir, write_text_atomic
 from texinspect.torch_files import load_torch_file, save_torch_file
 
@@ -52,7 +52,7 @@ class ModelCard:
 
     def resolved_config(self) -> Config:
         try:
-            return from_dict(Config, self.config)
+            return config_from_dict(self.config)
         except ConfigError as exc:
             raise ModelError(f"{CARD_FILE}: stored config does not match this texinspect: {exc}") from exc
 

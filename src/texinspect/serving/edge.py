@@ -27,9 +27,13 @@ import torch
 from torch import nn
 
 from texinspect import __version__
+from texinspect.data.images import decode_image_bytes
 from texinspect.errors import ModelError
 from texinspect.models.artifact import ModelCard, load_detector
 from texinspect.models.base import Detector
+from texinspect.models.fmrnet.cmfm import nearest_entry_distance
+from texinspect.models.fmrnet.network import FMRNet
+from texinspect.models.fmrnet.patches import extract_patches, make_grid, patch_grid_values, stitch
 
 META_FILE = "texinspect_edge.json"
 LATENT = "latent"
@@ -54,7 +58,6 @@ def _is_splittable(detector: Detector) -> bool:
 
 def feature_shapes(detector: Detector, image_size: int) -> dict[str, tuple[int, ...]]:
     """Per-image shapes of the uploaded features: (windows, ...) for an image_size x image_size image."""
-    from texinspect.models.fmrnet.patches import make_grid
 
     cfg = detector.cfg  # type: ignore[attr-defined]
     grid = make_grid(1, image_size, image_size, cfg.patch_size, cfg.patch_stride)
@@ -86,10 +89,6 @@ class EdgeEncoder(nn.Module):
         self.levels = skip_levels(net)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        from texinspect.models.fmrnet.cmfm import nearest_entry_distance
-        from texinspect.models.fmrnet.network import FMRNet
-        from texinspect.models.fmrnet.patches import extract_patches, patch_grid_values
-
         patches, grid = extract_patches(images, self.patch, self.stride)
         feats, z = FMRNet.encode(self, patches)  # type: ignore[arg-type]  # uses self.encoder, self.to_latent
         scores = patch_grid_values(nearest_entry_distance(z, self.memory), grid)
@@ -161,8 +160,6 @@ class EdgeRunner:
         return self.meta.get("patch_threshold")
 
     def decode(self, data: bytes, max_pixels: int | None = None) -> np.ndarray:
-        from texinspect.data.images import decode_image_bytes
-
         return decode_image_bytes(data, self.meta["image_size"], self.meta["channels"], max_pixels)
 
     @torch.inference_mode()
@@ -257,7 +254,6 @@ class CloudHalf:
     def window_scores(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
         """(B, n) distance of every window's uploaded code to its nearest memory entry (the cloud
         holds the same memory bank): the patch-level scores, computed once per request."""
-        from texinspect.models.fmrnet.cmfm import nearest_entry_distance
 
         n = self.feature_shapes[LATENT][0]
         z = features[LATENT].to(self.device)
@@ -277,7 +273,6 @@ class CloudHalf:
     ) -> torch.Tensor:
         """The pixel map of full inference; ``window_scores`` (:meth:`window_scores`) are computed
         here when the map is weighted by them and the caller has none."""
-        from texinspect.models.fmrnet.patches import make_grid, patch_grid_values, stitch
 
         net: Any = self.net
         cfg = net.cfg

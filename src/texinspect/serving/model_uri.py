@@ -24,7 +24,8 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from texinspect.errors import ModelError, TexinspectError
-from texinspect.models.artifact import CARD_FILE
+from texinspect.models.artifact import CARD_FILE, WEIGHTS_FILE
+from texinspect.storage import fetch_model
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +46,9 @@ def resolve_model_uri(uri: str, cache_dir: str | Path | None = None, tracking_ur
             os.environ["MLFLOW_TRACKING_URI"] = tracking_uri  # read by mlflow wherever the download runs
         return find_model_dir(_download_mlflow(uri, cache_dir, tracking_uri), uri)
     if scheme == "s3":
-        from texinspect.storage import fetch_model
 
         dest = None if cache_dir is None else Path(cache_dir) / hashlib.sha256(uri.encode()).hexdigest()[:16]
-        return find_model_dir(fetch_model(uri, dest), uri)
+        return find_model_dir(fetch_model(uri, dest, required=(CARD_FILE, WEIGHTS_FILE)), uri)
     if scheme == "file":
         return find_model_dir(Path(urlparse(uri).path), uri)
     if scheme and len(scheme) > 1:  # "C:" style drive letters are paths, other schemes are not supported
@@ -81,7 +81,9 @@ def _download_mlflow(uri: str, cache_dir: str | Path | None, tracking_uri: str |
     searched for ``model.yaml``, so models logged in another layout still serve."""
     dest = None if cache_dir is None else Path(tempfile.mkdtemp(prefix="mlflow-", dir=_mkdir(cache_dir)))
     try:
-        from texinspect.tracking import download_model
+        from texinspect.tracking import (
+            download_model,  # deferred: mlflow (the tracking extra) is optional for serving
+        )
     except ImportError:  # tracking extra not installed
         download_model = None
     first_error: TexinspectError | None = None

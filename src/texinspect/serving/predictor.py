@@ -28,6 +28,7 @@ from texinspect.errors import DataError
 from texinspect.models.artifact import load_detector
 from texinspect.models.base import MAP_SCORE_RULE
 from texinspect.serving.batching import MicroBatcher
+from texinspect.serving.edge import cloud_half_for
 from texinspect.serving.encoding import RequestError, encode_b64, map_to_png, mask_to_png
 from texinspect.serving.engine import ImageResult, InferenceEngine
 from texinspect.serving.kserve_import import import_kserve
@@ -99,8 +100,6 @@ class TexinspectModel(kserve.Model):
         self.model_dir = resolve_model_uri(self.model_uri, self.cache_dir, self.tracking_uri)
         detector, card = load_detector(self.model_dir, self.device)
         self.engine = InferenceEngine(detector, card, self.device)
-        from texinspect.serving.edge import cloud_half_for
-
         self.edge = cloud_half_for(detector, card, self.device)
         self.spec = InputSpec(
             channels=card.channels,

@@ -25,7 +25,10 @@ def _rest_server_class() -> type:
     """kserve's RESTServer with our 405 routes first and our exception handlers (``http_errors``)."""
     from kserve.protocol.rest.server import RESTServer
 
-    from texinspect.serving.http_errors import install_handlers, method_not_allowed_router
+    from texinspect.serving.http_errors import (  # deferred: imports kserve
+        install_handlers,
+        method_not_allowed_router,
+    )
 
     class TexinspectRESTServer(RESTServer):
         def _register_endpoints(self, app: Any) -> None:
@@ -49,7 +52,7 @@ def serve(
     kserve = import_kserve()
     from kserve.constants.constants import FASTAPI_APP_IMPORT_STRING
 
-    from texinspect.serving.dataplane import StrictDataPlane
+    from texinspect.serving.dataplane import StrictDataPlane  # deferred: imports kserve
 
     if not models:
         raise ValueError("serve() needs at least one model")

@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+import texinspect
+
 log = logging.getLogger(__name__)
 
 COMMIT_ENV_VARS = ("TEXINSPECT_GIT_COMMIT", "GIT_COMMIT")  # for containers without .git
@@ -24,7 +26,6 @@ COMMIT_ENV_VARS = ("TEXINSPECT_GIT_COMMIT", "GIT_COMMIT")  # for containers with
 
 def code_dir() -> Path:
     """Where the running texinspect code lives (a checkout for an editable install)."""
-    import texinspect
 
     return Path(texinspect.__file__).resolve().parent
 

@@ -34,7 +34,12 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 
+import texinspect
+from texinspect.data.images import decode_image_bytes
+from texinspect.devices import resolve_device
 from texinspect.errors import DataError
+from texinspect.models.artifact import load_detector
+from texinspect.prediction import score_images
 
 log = logging.getLogger(__name__)
 
@@ -105,9 +110,6 @@ class TexinspectModel(mlflow.pyfunc.PythonModel):
     """Loads the texinspect model folder and scores batches of encoded images."""
 
     def load_context(self, context: Any) -> None:
-        from texinspect.devices import resolve_device
-        from texinspect.models.artifact import load_detector
-
         self.device = resolve_device(os.environ.get(DEVICE_ENV, "auto"))
         self.detector, self.card = load_detector(context.artifacts[MODEL_DIR_ARTIFACT], self.device)
 
@@ -119,7 +121,6 @@ class TexinspectModel(mlflow.pyfunc.PythonModel):
             raise DataError(
                 f"input must be a table with a '{IMAGE_COLUMN}' column of base64-encoded image files"
             )
-        from texinspect.data.images import decode_image_bytes
 
         arrays = [
             decode_image_bytes(
@@ -147,8 +148,6 @@ class TexinspectModel(mlflow.pyfunc.PythonModel):
         """Maps (B,H,W) and scores (B,) for preprocessed images (B,C,H,W) in [0, 1]."""
         import torch
 
-        from texinspect.prediction import score_images
-
         if images.ndim != 4 or images.shape[1] != self.card.channels:
             raise DataError(
                 f"expected images shaped (B, {self.card.channels}, H, W), got {tuple(images.shape)}"
@@ -164,9 +163,9 @@ class TexinspectModel(mlflow.pyfunc.PythonModel):
 
 def log_model(model_dir: str | Path, name: str = "model") -> Any:
     """Log ``model_dir`` as a pyfunc model into the active MLflow run; returns the ModelInfo."""
-    import texinspect
-    from texinspect.tracking import model_code
 
+    # model_code.py by path: importing it would run its set_model() here, in the logging process
+    model_code = Path(__file__).with_name("model_code.py")
     with tempfile.TemporaryDirectory(prefix="texinspect-code-") as staging, warnings.catch_warnings():
         # The package without bytecode caches: source only, smaller and interpreter-independent.
         package = Path(staging) / "texinspect"
@@ -179,7 +178,7 @@ def log_model(model_dir: str | Path, name: str = "model") -> Any:
         warnings.filterwarnings("ignore", message=".*input example was not provided.*")
         return mlflow.pyfunc.log_model(
             name=name,
-            python_model=str(Path(model_code.__file__).resolve()),
+            python_model=str(model_code.resolve()),
             artifacts={MODEL_DIR_ARTIFACT: str(Path(model_dir).resolve())},
             code_paths=[str(package)],
             signature=signature(),

@@ -22,9 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from texinspect.config import Config
+from texinspect.config import Config, TrackingConfig
+from texinspect.storage import SOURCE_FILE
 from texinspect.tracking import backend as _backend
 from texinspect.tracking.backend import Backend, TrackingError, TrackingUnavailable
+from texinspect.tracking.runs import read_json
 
 log = logging.getLogger(__name__)
 
@@ -143,8 +145,6 @@ def register_and_gate(
     metric = backend.gate_metric
     name = backend.registered_model
     if isinstance(metrics, (str, Path)):
-        from texinspect.tracking.runs import read_json
-
         metrics = read_json(metrics, "metrics file")
     try:
         if metrics is None:
@@ -263,8 +263,7 @@ def download_model(uri: str, dest: str | Path | None = None, config: Config | No
     import mlflow.artifacts
     from mlflow.exceptions import MlflowException
 
-    from texinspect.config import TrackingConfig
-    from texinspect.tracking.pyfunc import MODEL_DIR_ARTIFACT
+    from texinspect.tracking.pyfunc import MODEL_DIR_ARTIFACT  # deferred: mlflow.pyfunc is slow to import
 
     backend = _backend.resolve_backend(config.tracking if config is not None else TrackingConfig())
     _backend.apply_http_defaults()
@@ -287,8 +286,6 @@ def download_model(uri: str, dest: str | Path | None = None, config: Config | No
         raise TrackingError(f"cannot download {uri} from {backend.tracking_uri}: {exc.message}") from exc
     finally:
         shutil.rmtree(partial, ignore_errors=True)
-    from texinspect.storage import SOURCE_FILE
-
     (target / SOURCE_FILE).write_text(json.dumps({"uri": uri, "tracking_uri": backend.tracking_uri}) + "\n")
     return target
 

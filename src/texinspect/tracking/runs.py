@@ -18,6 +18,7 @@ from typing import Any
 
 from texinspect.config import Config, load_config
 from texinspect.errors import ConfigError, DataError
+from texinspect.tracking.backend import resolve_backend
 from texinspect.tracking.session import Tracker, read_run_file, run
 
 log = logging.getLogger(__name__)
@@ -110,7 +111,6 @@ def run_exclusions(folder: Path, model: Path, metrics_path: str | Path | None) -
 
 def _previous_run_id(run_dir: Path, config: Config) -> str | None:
     """The MLflow run this folder was logged to before, if it is in the same tracking store."""
-    from texinspect.tracking.backend import resolve_backend
 
     state = read_run_file(run_dir)
     if not state.get("run_id"):

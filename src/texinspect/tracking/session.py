@@ -249,7 +249,7 @@ class Tracker:
     def _log_model(self, model_dir: Path) -> str:
         import mlflow
 
-        from texinspect.tracking.pyfunc import log_model
+        from texinspect.tracking.pyfunc import log_model  # deferred: mlflow.pyfunc is slow to import
 
         assert self.backend is not None and self.run_id is not None
         with _backend.fluent(self.backend):

@@ -53,7 +53,7 @@ class SweepTracker:
         if self.client is not None:
             return True
         try:
-            from texinspect.tracking import backend as tb
+            from texinspect.tracking import backend as tb  # deferred: sweeps run without the tracking extra
 
             resolved = tb.resolve_backend(self.tracking)
             tb.apply_http_defaults()

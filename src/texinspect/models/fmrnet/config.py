@@ -8,7 +8,10 @@ loss weights 100/1/1 and 100/1, 200k + 100k iterations). Keys the paper leaves o
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
+
+from texinspect.config_ranges import FRACTION, NON_NEGATIVE, POSITIVE, PROBABILITY, RATE, Range
+from texinspect.models.registry import register_family
 
 
 @dataclass
@@ -23,8 +26,43 @@ class FMRNetLossWeights:
     seg2: float = 1.0  # extension (segmentation=pixel_unet): focal loss of the pixel segmenter in phase 2
 
 
+@register_family("fmrnet")
 @dataclass
 class FMRNetConfig:
+    # dotted key (in this section) -> allowed range, checked with the shared keys' (config_ranges)
+    RANGES: ClassVar[dict[str, Range]] = {
+        "patch_size": Range(low=32, note="a multiple of 32"),
+        "patch_stride": POSITIVE,
+        "widths": POSITIVE,
+        "latent_dim": POSITIVE,
+        "memory_size": POSITIVE,
+        "texton_size": POSITIVE,
+        "gfrm_levels": Range(low=1, high=4, note="encoder layers 1-4"),
+        "gfrm_temperature": RATE,
+        "gfrm_kernel": POSITIVE,
+        "weight_penalty": NON_NEGATIVE,
+        "lr": RATE,
+        "warmup_steps": NON_NEGATIVE,
+        "adam_beta1": Range(low=0, high=1, open_high=True),
+        **{f"loss.{k}": NON_NEGATIVE for k in ("rec1", "adv1", "lat1", "rec2", "adv2", "seg2")},
+        "phase1_steps": POSITIVE,
+        "phase2_steps": POSITIVE,
+        "phase1_restarts": Range(low=1, note="1: no restarts"),
+        "positive_shift": NON_NEGATIVE,
+        "patches_per_image": POSITIVE,
+        "defect_patch_fraction": PROBABILITY,
+        "memory_max_codes": Range(low=0, note="0: every normal training patch"),
+        "kmeans_max_iter": POSITIVE,
+        "inference_chunk": POSITIVE,
+        "median_filter": Range(low=0, note="0 or 1: off"),
+        "patch_weight_power": Range(low=0, note="0: the paper's map"),
+        "map_smoothing": Range(low=0, note="0: none"),
+        "segmenter_widths": POSITIVE,
+        "segmenter_scale": FRACTION,
+        "focal_alpha": PROBABILITY,
+        "focal_gamma": NON_NEGATIVE,
+    }
+
     patch_size: int = 64  # multiple of 32 (five stride-2 blocks)
     patch_stride: int = 32  # sliding-window stride; overlapping reconstructions are averaged when stitching
     widths: list[int] = field(default_factory=lambda: [32, 64, 128, 256, 512])

@@ -6,7 +6,10 @@ Keys the paper does not fix are documented in ``models/rbae/README.md`` with wha
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
+
+from texinspect.config_ranges import NON_NEGATIVE, POSITIVE, PROBABILITY, RATE, Range
+from texinspect.models.registry import register_family
 
 
 @dataclass
@@ -22,8 +25,27 @@ class RBAELossWeights:
     seg: float = 1.0
 
 
+@register_family("rbae")
 @dataclass
 class RBAEConfig:
+    # dotted key (in this section) -> allowed range, checked with the shared keys' (config_ranges)
+    RANGES: ClassVar[dict[str, Range]] = {
+        "widths": POSITIVE,
+        "patch_sizes": POSITIVE,
+        "ffm_kernel": POSITIVE,
+        "ffm_channels": POSITIVE,
+        "attention_temperature": RATE,
+        "msfdm_lambdas": NON_NEGATIVE,
+        "msfdm_hidden": POSITIVE,
+        "focal_gamma": NON_NEGATIVE,
+        "focal_alpha": PROBABILITY,
+        "reference_candidates": Range(low=0, note="0: all training images"),
+        "train_size": Range(low=0, note="0: data.image_size"),
+        "phase1_fraction": Range(low=0, high=1, open_high=True, note="0: train.phase1_fraction"),
+        **{f"loss.{k}": NON_NEGATIVE for k in ("rec1", "per1", "pixel_dis", "rec2", "per2", "fea_rep", "seg")},
+        "segmenter_widths": POSITIVE,
+    }
+
     widths: list[int] = field(default_factory=lambda: [32, 64, 128, 256, 512])
     patch_sizes: list[int] = field(default_factory=lambda: [2, 4])  # RBFRM K values
     ffm_kernel: int = 5  # m in the FFM

@@ -26,6 +26,7 @@ from torch import nn
 
 from texinspect.errors import WeightsUnavailableError
 from texinspect.losses import resize_mask
+from texinspect.scoring import ssim_map
 from texinspect.torch_files import load_torch_file
 
 log = logging.getLogger(__name__)
@@ -207,8 +208,6 @@ class SSIMLoss(nn.Module):
     """``1 - mean local SSIM``: a weight-free structural loss used in place of the perceptual loss."""
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        from texinspect.scoring import ssim_map
-
         return 1.0 - ssim_map(a, b).mean()
 
 

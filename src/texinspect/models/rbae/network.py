@@ -27,6 +27,7 @@ from texinspect.models.rbae.decoder import Decoder
 from texinspect.models.rbae.msfdm import MSFDM, msfr_map, pixel_gap_map
 from texinspect.models.rbae.rbam import RBAM
 from texinspect.models.segmenter import PixelSegmenter
+from texinspect.scoring import ssim_map
 
 N_LAYERS = 5
 RBAM_LAYERS = (3, 4, 5)  # 1-based: the three deepest encoder layers (paper III-C4)
@@ -162,8 +163,6 @@ class RBAENet(Detector):
             feats_rec = self.encoder(recon, depth=MSFDM_LAYERS)
             return msfr_map(feats[:MSFDM_LAYERS], feats_rec, size)
         if self.segmentation == "ssim":
-            from texinspect.scoring import ssim_map
-
             return 1.0 - ssim_map(x, recon)
         raise ModelError(f"unknown rbae.segmentation '{self.segmentation}'")
 
