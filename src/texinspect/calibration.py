@@ -69,47 +69,14 @@ def calibrate(
     ``normal_score_mean``, ``normal_score_std``, ``pixel_mean``, ``pixel_std``, ``n_normal`` and
     ``n_defect``.
     """
-    device = torch.device(device)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
-    scores: list[np.ndarray] = []
-    labels: list[np.ndarray] = []
-    pixels = _RunningStats()
-    was_training = detector.training
-    detector.eval()
-    try:
-        with torch.inference_mode():
-            for batch in loader:
-                images = batch["image"].to(device)
-                label = batch.get("label")
-                label = torch.zeros(images.shape[0], dtype=torch.long) if label is None else torch.as_tensor(label)
-                maps, image_scores = detector.score(images, eval_cfg.score_smoothing)
-                if maps.dim() != 3 or maps.shape[0] != images.shape[0]:
-                    raise ValueError(f"{type(detector).__name__}.anomaly_map returned shape {tuple(maps.shape)}, expected (B, H, W)")
-                is_defect = (label == 1).to(maps.device)
-                pixels.update(maps[~is_defect])
-                scores.append(image_scores.float().cpu().numpy())
-                labels.append(is_defect.cpu().numpy())
-    finally:
-        detector.train(was_training)
-    if not scores:
-        raise DataError("calibration set is empty: hold out some defect-free training images")
-    all_scores = np.concatenate(scores).astype(np.float64)
-    defect = np.concatenate(labels)
+    all_scores, defect, pixels = _score_calibration_set(detector, dataset, eval_cfg.score_smoothing, device, batch_size)
     normal_scores = all_scores[~defect]
     if normal_scores.size < 2:
         raise DataError(
             f"calibration needs at least 2 defect-free images, got {normal_scores.size} "
             "(raise the validation share of the training images)"
         )
-    rule = eval_cfg.threshold_rule
-    if rule == "best_f1" and defect.any():
-        threshold, f1 = best_f1_threshold(defect.astype(float), all_scores)
-        log.info("image threshold %.6g (best F1 %.3f on the calibration set)", threshold, f1)
-    else:
-        if rule == "best_f1":
-            log.warning("threshold_rule best_f1 needs defective calibration images; none given, using k-sigma")
-        rule = "k_sigma"
-        threshold = k_sigma_threshold(normal_scores, eval_cfg.k_sigma)
+    threshold, rule = _image_threshold(eval_cfg, all_scores, defect)
     pixel_threshold = pixels.mean + eval_cfg.k_sigma * pixels.std()
     result: dict[str, Any] = {
         "threshold": float(threshold),
@@ -128,3 +95,45 @@ def calibrate(
         result["n_normal"], result["threshold"], rule, result["pixel_threshold"],
     )
     return result
+
+
+def _score_calibration_set(
+    detector: Detector, dataset: Dataset, smoothing: float, device: torch.device | str, batch_size: int
+) -> tuple[np.ndarray, np.ndarray, _RunningStats]:
+    """(image scores, is-defect flags, running statistics of the normal images' pixels)."""
+    device = torch.device(device)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    scores: list[np.ndarray] = []
+    labels: list[np.ndarray] = []
+    pixels = _RunningStats()
+    was_training = detector.training
+    detector.eval()
+    try:
+        with torch.inference_mode():
+            for batch in loader:
+                images = batch["image"].to(device)
+                label = batch.get("label")
+                label = torch.zeros(images.shape[0], dtype=torch.long) if label is None else torch.as_tensor(label)
+                maps, image_scores = detector.score(images, smoothing)
+                if maps.dim() != 3 or maps.shape[0] != images.shape[0]:
+                    raise ValueError(f"{type(detector).__name__}.anomaly_map returned shape {tuple(maps.shape)}, expected (B, H, W)")
+                is_defect = (label == 1).to(maps.device)
+                pixels.update(maps[~is_defect])
+                scores.append(image_scores.float().cpu().numpy())
+                labels.append(is_defect.cpu().numpy())
+    finally:
+        detector.train(was_training)
+    if not scores:
+        raise DataError("calibration set is empty: hold out some defect-free training images")
+    return np.concatenate(scores).astype(np.float64), np.concatenate(labels), pixels
+
+
+def _image_threshold(eval_cfg: EvalConfig, scores: np.ndarray, defect: np.ndarray) -> tuple[float, str]:
+    """(threshold, the rule actually used): best F1 needs defective images, else k-sigma."""
+    if eval_cfg.threshold_rule == "best_f1" and defect.any():
+        threshold, f1 = best_f1_threshold(defect.astype(float), scores)
+        log.info("image threshold %.6g (best F1 %.3f on the calibration set)", threshold, f1)
+        return float(threshold), "best_f1"
+    if eval_cfg.threshold_rule == "best_f1":
+        log.warning("threshold_rule best_f1 needs defective calibration images; none given, using k-sigma")
+    return float(k_sigma_threshold(scores[~defect], eval_cfg.k_sigma)), "k_sigma"

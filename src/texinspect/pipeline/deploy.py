@@ -101,30 +101,7 @@ def render_inference_service(
             "fsGroup": RUN_AS,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        "model": {
-            "modelFormat": {"name": RUNTIME},
-            "runtime": RUNTIME,
-            "storageUri": storage,
-            "resources": v["resources"],
-            "readinessProbe": {
-                "httpGet": {"path": "/v2/health/ready", "port": 8080},
-                "initialDelaySeconds": 5,
-                "periodSeconds": 10,
-                "failureThreshold": 3,
-            },
-            "livenessProbe": {
-                "httpGet": {"path": "/v2/health/live", "port": 8080},
-                "initialDelaySeconds": 30,
-                "periodSeconds": 20,
-            },
-            "securityContext": {
-                "allowPrivilegeEscalation": False,
-                "readOnlyRootFilesystem": True,
-                "runAsNonRoot": True,
-                "capabilities": {"drop": ["ALL"]},
-            },
-            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
-        },
+        "model": _model_spec(storage, v["resources"]),
         "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}],
     }
     if "tolerations" in v:
@@ -134,6 +111,33 @@ def render_inference_service(
         "kind": "InferenceService",
         "metadata": metadata,
         "spec": {"predictor": predictor},
+    }
+
+def _model_spec(storage: str, resources: dict[str, Any]) -> dict[str, Any]:
+    """The predictor's model container: the runtime, where the model is, probes, a locked-down context."""
+    return {
+        "modelFormat": {"name": RUNTIME},
+        "runtime": RUNTIME,
+        "storageUri": storage,
+        "resources": resources,
+        "readinessProbe": {
+            "httpGet": {"path": "/v2/health/ready", "port": 8080},
+            "initialDelaySeconds": 5,
+            "periodSeconds": 10,
+            "failureThreshold": 3,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/v2/health/live", "port": 8080},
+            "initialDelaySeconds": 30,
+            "periodSeconds": 20,
+        },
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
 
 

@@ -246,53 +246,12 @@ class TexinspectModel(kserve.Model):
 
     def _v2_response(self, parsed: ParsedRequest, results: list[ImageResult]) -> InferResponse:
         assert self.engine is not None
-        n = len(results)
         opts = parsed.options
         has_threshold = all(r.threshold is not None for r in results)
         names = list(parsed.outputs) if parsed.outputs else self._default_outputs(parsed, has_threshold)
         outputs = []
         for name in names:
-            if name == "score":
-                arr = np.array([r.score for r in results], dtype=np.float32)
-            elif name == "is_defect":
-                arr = np.array([bool(r.is_defect) for r in results], dtype=bool)
-            elif name == "threshold":
-                arr = np.array(
-                    [np.nan if r.threshold is None else r.threshold for r in results], dtype=np.float32
-                )
-            elif name == "level":
-                arr = np.array([r.level for r in results], dtype=np.object_)
-            elif name == "patch_score":
-                arr = np.array([r.patch_score for r in results], dtype=np.float32)
-            elif name == "patch_scores":
-                arr = np.stack([r.patch_scores for r in results]).astype(np.float32)
-            elif name in ("anomaly_map_png", "anomaly_map_range"):
-                pngs, ranges = [], []
-                for r in results:
-                    if r.amap is None:
-                        pngs.append("")
-                        ranges.append((0.0, 0.0))
-                    else:
-                        png, lo, hi = map_to_png(r.amap)
-                        pngs.append(encode_b64(png))
-                        ranges.append((lo, hi))
-                arr = (
-                    np.array(pngs, dtype=np.object_)
-                    if name == "anomaly_map_png"
-                    else np.array(ranges, dtype=np.float32).reshape(n, 2)
-                )
-            elif name == "defect_mask_png":
-                arr = np.array(
-                    [
-                        encode_b64(mask_to_png(self._mask(r.amap))) if r.amap is not None else ""
-                        for r in results
-                    ],
-                    dtype=np.object_,
-                )
-            elif name == "anomaly_map":
-                arr = np.stack([r.amap for r in results]).astype(np.float32)
-            else:  # pragma: no cover - names are validated in protocol.parse_v2
-                raise InvalidInput(f"outputs: unknown output '{name}'")
+            arr = self._v2_output(name, results)
             datatype = {"O": "BYTES", "b": "BOOL"}.get(arr.dtype.kind, "FP32")
             outputs.append(InferOutput(name=name, shape=list(arr.shape), datatype=datatype, data=arr))
         params: dict[str, Any] = {"family": self.engine.card.family, "mode": opts.mode}
@@ -305,6 +264,34 @@ class TexinspectModel(kserve.Model):
             parameters=params,
             use_binary_outputs=bool(parsed.passthrough.get("binary_data_output", False)),
         )
+
+    def _v2_output(self, name: str, results: list[ImageResult]) -> np.ndarray:
+        """One V2 output tensor over the batch (names were checked by ``protocol.parse_v2``)."""
+        if name == "score":
+            return np.array([r.score for r in results], dtype=np.float32)
+        if name == "is_defect":
+            return np.array([bool(r.is_defect) for r in results], dtype=bool)
+        if name == "threshold":
+            return np.array([np.nan if r.threshold is None else r.threshold for r in results], dtype=np.float32)
+        if name == "level":
+            return np.array([r.level for r in results], dtype=np.object_)
+        if name == "patch_score":
+            return np.array([r.patch_score for r in results], dtype=np.float32)
+        if name == "patch_scores":
+            return np.stack([r.patch_scores for r in results]).astype(np.float32)
+        if name in ("anomaly_map_png", "anomaly_map_range"):
+            encoded = [("", (0.0, 0.0)) if r.amap is None else _png_and_range(r.amap) for r in results]
+            if name == "anomaly_map_png":
+                return np.array([png for png, _ in encoded], dtype=np.object_)
+            return np.array([rng for _, rng in encoded], dtype=np.float32).reshape(len(results), 2)
+        if name == "defect_mask_png":
+            return np.array(
+                [encode_b64(mask_to_png(self._mask(r.amap))) if r.amap is not None else "" for r in results],
+                dtype=np.object_,
+            )
+        if name == "anomaly_map":
+            return np.stack([r.amap for r in results]).astype(np.float32)
+        raise InvalidInput(f"outputs: unknown output '{name}'")  # pragma: no cover - validated in parse_v2
 
     @staticmethod
     def _default_outputs(parsed: ParsedRequest, has_threshold: bool) -> list[str]:
@@ -355,3 +342,9 @@ class TexinspectModel(kserve.Model):
                 {"name": "patch_scores", "datatype": "FP32", "shape": [-1, -1, -1]},
             ]
         return types
+
+
+def _png_and_range(amap: np.ndarray) -> tuple[str, tuple[float, float]]:
+    """An anomaly map as base64 PNG and the (low, high) values its grey levels span."""
+    png, lo, hi = map_to_png(amap)
+    return encode_b64(png), (lo, hi)

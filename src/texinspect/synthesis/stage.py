@@ -101,6 +101,11 @@ def _save_png(array: np.ndarray, path: Path) -> None:
     Image.fromarray(to_uint8(array)).save(path, format="PNG", optimize=False)
 
 
+MANIFEST_COLUMNS = [
+    "index", "image", "mask", "source", "source_rel", "kind", "lambda", "mask_kind", "mask_area", "drawn_area",
+]
+
+
 def synthesize(config: Config, out_dir: str | Path, progress: bool | None = None) -> Path:
     """Write ``config.synthesis.count`` defect/mask/source triples from the training images of
     ``config.data.root``, a manifest and a preview; returns ``out_dir``."""
@@ -117,53 +122,15 @@ def synthesize(config: Config, out_dir: str | Path, progress: bool | None = None
         for old in (out / sub).glob("*.png"):
             old.unlink()
 
-    n = len(normal)
     rows, previews = [], []
     show = progress if progress is not None else config.train.progress
     for i in tqdm(range(syn.count), desc="synthesize", disable=not show):
-        rng = np.random.default_rng([config.seed, i])
-        k = int(rng.integers(n))
-        image = normal[k]["image"].numpy()
-
-        def other(rng: np.random.Generator = rng, k: int = k) -> np.ndarray:
-            j = int(rng.integers(n - 1))
-            return normal[j + (j >= k)]["image"].numpy()
-
-        defect: Defect = synthesizer.draw(image, rng, other if n > 1 else None)
-        name = f"{i:04d}"
-        _save_png(defect.image, out / "images" / f"{name}.png")
-        _save_png(defect.mask, out / "masks" / f"{name}_mask.png")
-        _save_png(image, out / "sources" / f"{name}.png")
-        rows.append(
-            {
-                "index": i,
-                "image": f"images/{name}.png",
-                "mask": f"masks/{name}_mask.png",
-                "source": f"sources/{name}.png",
-                "source_rel": index.train[k].rel,
-                "kind": defect.kind,
-                "lambda": defect.lam,
-                "mask_kind": defect.mask_kind,
-                "mask_area": defect.area,
-                "drawn_area": float(np.mean(defect.drawn_mask >= 0.5)),
-            }
-        )
+        k, image, defect = _draw(synthesizer, normal, np.random.default_rng([config.seed, i]))
+        rows.append(_write_triple(out, i, image, defect, index.train[k].rel))
         if len(previews) < PREVIEW_SAMPLES:
             previews.append((image, defect.image, defect.mask))
 
-    columns = [
-        "index",
-        "image",
-        "mask",
-        "source",
-        "source_rel",
-        "kind",
-        "lambda",
-        "mask_kind",
-        "mask_area",
-        "drawn_area",
-    ]
-    pd.DataFrame(rows, columns=columns).to_csv(out / "manifest.csv", index=False, float_format="%.6f")
+    pd.DataFrame(rows, columns=MANIFEST_COLUMNS).to_csv(out / "manifest.csv", index=False, float_format="%.6f")
     (out / "preview.png").unlink(missing_ok=True)
     if previews:
         grid = render_preview(*(list(x) for x in zip(*previews, strict=True)))
@@ -175,3 +142,38 @@ def synthesize(config: Config, out_dir: str | Path, progress: bool | None = None
         "procedural" if pool.procedural else pool.folder,
     )
     return out
+
+
+def _draw(
+    synthesizer: DefectSynthesizer, normal: ImageDataset, rng: np.random.Generator
+) -> tuple[int, np.ndarray, Defect]:
+    """(index of the normal image drawn on, that image, the defect): one draw of the stage."""
+    n = len(normal)
+    k = int(rng.integers(n))
+    image = normal[k]["image"].numpy()
+
+    def other(rng: np.random.Generator = rng, k: int = k) -> np.ndarray:
+        j = int(rng.integers(n - 1))
+        return normal[j + (j >= k)]["image"].numpy()
+
+    return k, image, synthesizer.draw(image, rng, other if n > 1 else None)
+
+
+def _write_triple(out: Path, i: int, image: np.ndarray, defect: Defect, source_rel: str) -> dict[str, object]:
+    """Save defect image, mask and source as PNG files; returns the manifest row."""
+    name = f"{i:04d}"
+    _save_png(defect.image, out / "images" / f"{name}.png")
+    _save_png(defect.mask, out / "masks" / f"{name}_mask.png")
+    _save_png(image, out / "sources" / f"{name}.png")
+    return {
+        "index": i,
+        "image": f"images/{name}.png",
+        "mask": f"masks/{name}_mask.png",
+        "source": f"sources/{name}.png",
+        "source_rel": source_rel,
+        "kind": defect.kind,
+        "lambda": defect.lam,
+        "mask_kind": defect.mask_kind,
+        "mask_area": defect.area,
+        "drawn_area": float(np.mean(defect.drawn_mask >= 0.5)),
+    }

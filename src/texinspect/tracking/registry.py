@@ -138,74 +138,58 @@ def register_and_gate(
     ``metrics``: the evaluation's metrics (a dict or the path of ``metrics.json``); None reads
     them from the run's logged metrics. Raises TrackingUnavailable if the server is unreachable.
     """
-    import mlflow
     from mlflow.exceptions import MlflowException
 
     backend, client = _connect(config)
-    metric = backend.gate_metric
-    name = backend.registered_model
     if isinstance(metrics, (str, Path)):
         metrics = read_json(metrics, "metrics file")
     try:
-        if metrics is None:
-            metrics = dict(client.get_run(run_id).data.metrics)
-        value = _as_float(metrics.get(metric))
-        model_uri = _model_uri(client, run_id)
-        champion_version, champion_value = _champion(client, name, metric)
-        existing = _existing_version(client, name, run_id)
-        if existing is not None and champion_version == str(existing.version):
-            log.info("run %s is %s v%s already", run_id, name, existing.version)
-            return GateDecision(
-                True,
-                f"v{existing.version} is {CHAMPION} already",
-                name,
-                str(existing.version),
-                metric,
-                value,
-                champion_version,
-                champion_value,
-                run_id,
-            )
-        if existing is not None:
-            version = existing
-            log.info(
-                "run %s is registered as %s v%s already: gating that version", run_id, name, version.version
-            )
-        else:
-            with _backend.fluent(backend):
-                version = mlflow.register_model(model_uri, name, tags={"gate.metric": metric})
-        promoted, reason = decide(metric, value, champion_version, champion_value)
-        decision = GateDecision(
-            promoted,
-            reason,
-            name,
-            str(version.version),
-            metric,
-            value,
-            champion_version,
-            champion_value,
-            run_id,
-        )
-        _record(client, decision)
-        if promoted:
-            client.set_registered_model_alias(name, CHAMPION, str(version.version))
+        return _gate(backend, client, run_id, metrics)
     except TrackingError:
         raise
     except MlflowException as exc:
-        raise TrackingError(f"registration of run {run_id} as '{name}' failed: {exc.message}") from exc
+        raise TrackingError(
+            f"registration of run {run_id} as '{backend.registered_model}' failed: {exc.message}"
+        ) from exc
     except Exception as exc:
         if _is_connection_error(exc):
             raise TrackingUnavailable(
                 f"tracking server {backend.tracking_uri} stopped answering: {exc}"
             ) from exc
         raise
-    log.info(
-        "%s v%s: %s (%s)",
-        name,
-        decision.version,
-        "promoted to champion" if promoted else "not promoted",
-        reason,
+
+
+def _gate(backend: Backend, client: Any, run_id: str, metrics: dict[str, Any] | None) -> GateDecision:
+    """The registration and the gate themselves; :func:`register_and_gate` turns errors into ours."""
+    import mlflow
+
+    metric, name = backend.gate_metric, backend.registered_model
+    if metrics is None:
+        metrics = dict(client.get_run(run_id).data.metrics)
+    value = _as_float(metrics.get(metric))
+    model_uri = _model_uri(client, run_id)
+    champion_version, champion_value = _champion(client, name, metric)
+    existing = _existing_version(client, name, run_id)
+    if existing is not None and champion_version == str(existing.version):
+        log.info("run %s is %s v%s already", run_id, name, existing.version)
+        return GateDecision(
+            True, f"v{existing.version} is {CHAMPION} already", name, str(existing.version),
+            metric, value, champion_version, champion_value, run_id,
+        )
+    if existing is not None:
+        version = existing
+        log.info("run %s is registered as %s v%s already: gating that version", run_id, name, version.version)
+    else:
+        with _backend.fluent(backend):
+            version = mlflow.register_model(model_uri, name, tags={"gate.metric": metric})
+    promoted, reason = decide(metric, value, champion_version, champion_value)
+    decision = GateDecision(
+        promoted, reason, name, str(version.version), metric, value, champion_version, champion_value, run_id
     )
+    _record(client, decision)
+    if promoted:
+        client.set_registered_model_alias(name, CHAMPION, str(version.version))
+    log.info("%s v%s: %s (%s)", name, decision.version, "promoted to champion" if promoted else "not promoted", reason)
     return decision
 
 

@@ -333,26 +333,7 @@ def start(
     backend = _backend.resolve_backend(config.tracking)
     tracker = Tracker(backend, run_dir, kind, name)
     try:
-        _backend.probe(backend)
-        tracker.client = _backend.client(backend)
-        tracker.experiment_id = _backend.experiment_id(tracker.client, backend)
-        if run_id is not None and not _run_exists(tracker.client, run_id):
-            log.warning(
-                "MLflow run %s (from %s) is not in %s: starting a new run",
-                run_id,
-                RUN_FILE,
-                backend.tracking_uri,
-            )
-            run_id = None
-        if run_id is not None:
-            tracker.run_id = run_id
-            tracker.client.update_run(run_id, status="RUNNING")
-        else:
-            run_tags = {"texinspect.kind": kind, "texinspect.version": texinspect.__version__}
-            if parent_run_id:
-                run_tags["mlflow.parentRunId"] = parent_run_id
-            created = tracker.client.create_run(tracker.experiment_id, run_name=name, tags=run_tags)
-            tracker.run_id = created.info.run_id
+        reopened = _open_run(tracker, backend, parent_run_id, run_id)
     except TrackingUnavailable as exc:
         tracker.skipped.update(["run", "params", "tags", "dataset"])
         tracker.go_offline(str(exc))
@@ -365,40 +346,46 @@ def start(
         )
         return tracker
     tracker._update_run_file()
-    log.info(
-        "MLflow run %s (%s) in %s, experiment '%s'",
-        tracker.run_id,
-        name,
-        backend.tracking_uri,
-        backend.experiment,
-    )
+    log.info("MLflow run %s (%s) in %s, experiment '%s'", tracker.run_id, name, backend.tracking_uri, backend.experiment)
     git = git_info()
     context_tags = {**git, "model.family": config.model}
     if "git.commit" in git:
         context_tags["mlflow.source.git.commit"] = git["git.commit"]
     tracker.set_tags({**context_tags, **(dict(tags or {}))})
-    if log_config and run_id is None:
+    if log_config and not reopened:
         tracker.log_params(config.flat())
         tracker.log_dict(config.to_dict(), "config/resolved_config.json")
-    if run_id is None:
+    if not reopened:
         tracker.log_dataset(data_root if data_root is not None else config.data.root)
     return tracker
 
 
+def _open_run(tracker: Tracker, backend: Backend, parent_run_id: str | None, run_id: str | None) -> bool:
+    """Connect ``tracker`` and reopen ``run_id`` if the store still has it, else create a run;
+    True when an existing run was reopened (its params and dataset are logged already)."""
+    _backend.probe(backend)
+    tracker.client = _backend.client(backend)
+    tracker.experiment_id = _backend.experiment_id(tracker.client, backend)
+    if run_id is not None and not _run_exists(tracker.client, run_id):
+        log.warning("MLflow run %s (from %s) is not in %s: starting a new run", run_id, RUN_FILE, backend.tracking_uri)
+        run_id = None
+    if run_id is not None:
+        tracker.run_id = run_id
+        tracker.client.update_run(run_id, status="RUNNING")
+        return True
+    run_tags = {"texinspect.kind": tracker.kind, "texinspect.version": texinspect.__version__}
+    if parent_run_id:
+        run_tags["mlflow.parentRunId"] = parent_run_id
+    created = tracker.client.create_run(tracker.experiment_id, run_name=tracker.run_name, tags=run_tags)
+    tracker.run_id = created.info.run_id
+    return False
+
+
 @contextlib.contextmanager
-def run(
-    config: Config,
-    run_name: str | None = None,
-    kind: str = "train",
-    run_dir: str | Path | None = None,
-    tags: Mapping[str, Any] | None = None,
-    parent_run_id: str | None = None,
-    run_id: str | None = None,
-    log_config: bool = True,
-    data_root: str | Path | None = None,
-) -> Iterator[Tracker]:
-    """Context manager around :func:`start`: the run ends FINISHED, or FAILED/KILLED on an error."""
-    tracker = start(config, run_name, kind, run_dir, tags, parent_run_id, run_id, log_config, data_root)
+def run(config: Config, *args: Any, **kwargs: Any) -> Iterator[Tracker]:
+    """Context manager around :func:`start` (the same arguments): the run ends FINISHED, or
+    FAILED/KILLED on an error."""
+    tracker = start(config, *args, **kwargs)
     try:
         yield tracker
     except KeyboardInterrupt:
