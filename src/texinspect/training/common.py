@@ -1,4 +1,4 @@
-"""What both model families' trainers share: data preparation, budgets, optimizers, finishing.
+"""What the families' trainers share: data preparation, budgets, optimizers, finishing.
 
 Keeping this in one place means RB-AE and FMR-Net see the same train/validation split, the same
 synthetic defects and the same threshold calibration, so their results are comparable.
@@ -107,8 +107,11 @@ def finalize_model(
     val: ImageDataset,
     device: torch.device,
     extra: dict[str, Any] | None = None,
+    family: str | None = None,
 ) -> Path:
-    """Calibrate thresholds on held-out normal images and write the model artifact."""
+    """Calibrate thresholds on held-out normal images and write the model artifact.
+
+    ``family``: the card's family when it is not ``config.model`` (AE-SSIM, trained directly)."""
     from texinspect.calibration import calibrate
 
     detector.eval()
@@ -116,7 +119,7 @@ def finalize_model(
     stats = calibrate(detector, val, config.eval, device)
     log.info("calibrated thresholds on %d held-out normal images in %.1f s", len(val), time.perf_counter() - t0)
     card = ModelCard(
-        family=config.model,
+        family=family or config.model,
         config=config.to_dict(),
         image_size=config.data.image_size,
         channels=config.data.channels,

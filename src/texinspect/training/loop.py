@@ -132,105 +132,164 @@ def run_phase(
     state = checkpointer.resume(name, modules, optimizers, generators)
     if state is not None and state.get("done"):
         log.info("%s: already complete at step %d (from checkpoint)", name, state["step"])
-        if hooks.stop_after == name:
-            raise StopAfterPhase(name)
-        return PhaseResult(
-            name,
-            state["step"],
-            state["seconds"],
-            state["history"],
-            state["stopped_by"],
-            list(state.get("rank_checksums", [])),
+        result = _saved_result(name, state)
+    else:
+        run = _Run(name, modules, optimizers, checkpointer, generators, max_steps, max_seconds, state)
+        distributed.broadcast_modules(modules.values())  # one start for all ranks (no-op in one process)
+        distributed.reseed_for_rank()
+        for module in modules.values():
+            module.train()
+        it = batches(run.step_i)
+        bar = tqdm(
+            total=max_steps, initial=run.step_i, desc=name, disable=not (progress and ctx.is_main), dynamic_ncols=True
         )
-    start = state["step"] if state else 0
-    seconds = state["seconds"] if state else 0.0
-    history: list[dict[str, float]] = state["history"] if state else []
-    if state:
-        log.info("%s: resuming from step %d (%.0f s already spent)", name, start, seconds)
-    distributed.broadcast_modules(modules.values())  # one start for all ranks (no-op in one process)
-    distributed.reseed_for_rank()
-    for module in modules.values():
-        module.train()
-    it = batches(start)
-    bar = tqdm(
-        total=max_steps, initial=start, desc=name, disable=not (progress and ctx.is_main), dynamic_ncols=True
-    )
-    stopped_by = "steps"
-    step_i = start
-    t0 = time.perf_counter() - seconds
+        run.start_clock()
+        try:
+            stopped_by = _steps(run, step, it, bar, listeners, log_every, checkpoint_every, lr_schedule, warmup_steps)
+        finally:
+            bar.close()
+        result = _end_phase(run, stopped_by)
+    if hooks.stop_after == name:
+        raise StopAfterPhase(name)
+    return result
 
-    def out_of_time() -> bool:
-        return bool(max_seconds) and time.perf_counter() - t0 >= max_seconds
 
-    def budget_spent() -> float:
-        """Share of the phase's budget used so far: steps or seconds, whichever runs out first."""
-        by_time = (time.perf_counter() - t0) / max_seconds if max_seconds else 0.0
-        return min(1.0, max(step_i / max_steps if max_steps else 0.0, by_time))
-
-    running: dict[str, float] = dict(state.get("running", {})) if state else {}
-    n_running = int(state.get("n_running", 0)) if state else 0
-    stop = distributed.agree(out_of_time())
-    try:
-        while step_i < max_steps and not stop:
-            set_learning_rate(optimizers.values(), lr_schedule, warmup_steps, step_i, budget_spent())
-            values = step(next(it))
-            step_i += 1
-            values, stop = distributed.reduce_step(values, out_of_time())
-            if any(not math.isfinite(v) for v in values.values()):
-                stopped_by = "nan"
-                raise FloatingPointError(f"{name}: non-finite loss at step {step_i}: {values}")
-            for key, v in values.items():
-                running[key] = running.get(key, 0.0) + float(v)
-            n_running += 1
-            bar.update(1)
-            if step_i % log_every == 0 or step_i == max_steps:
-                row = {k: v / n_running for k, v in running.items()}
-                row["step"] = float(step_i)
-                history.append(row)
-                bar.set_postfix({k: f"{v:.4g}" for k, v in row.items() if k != "step"})
-                for listener in listeners:
-                    listener(name, step_i, row)
-                running, n_running = {}, 0
-            if checkpoint_every and step_i % checkpoint_every == 0:
-                checkpointer.save(
-                    name,
-                    step_i,
-                    time.perf_counter() - t0,
-                    history,
-                    modules,
-                    optimizers,
-                    running=running,
-                    n_running=n_running,
-                    generators=generators,
-                )
-    finally:
-        bar.close()
-    if stop and step_i < max_steps:
-        stopped_by = "time"
-    if n_running:
-        row = {k: v / n_running for k, v in running.items()}
-        row["step"] = float(step_i)
-        history.append(row)
-    seconds = time.perf_counter() - t0
-    checksums = distributed.gather_checksums(modules.values())
-    distributed.check_in_sync(checksums, name)
-    distributed.broadcast_modules(modules.values())  # BatchNorm statistics: rank 0's on every rank
-    checkpointer.save(
+def _saved_result(name: str, state: dict[str, Any]) -> PhaseResult:
+    """The result of a phase its end checkpoint says is complete (returned, not retrained)."""
+    return PhaseResult(
         name,
-        step_i,
+        state["step"],
+        state["seconds"],
+        state["history"],
+        state["stopped_by"],
+        list(state.get("rank_checksums", [])),
+    )
+
+
+class _Run:
+    """Where a phase stands: step, clock, logged history and the partial sums of the next row.
+
+    Kept together because a checkpoint saves all of it and a resume restores all of it."""
+
+    def __init__(
+        self,
+        name: str,
+        modules: dict[str, nn.Module],
+        optimizers: dict[str, torch.optim.Optimizer],
+        checkpointer: Checkpointer,
+        generators: dict[str, torch.Generator] | None,
+        max_steps: int,
+        max_seconds: float,
+        state: dict[str, Any] | None,
+    ) -> None:
+        self.name, self.modules, self.optimizers = name, modules, optimizers
+        self.checkpointer, self.generators = checkpointer, generators
+        self.max_steps, self.max_seconds = max_steps, max_seconds
+        self.step_i: int = state["step"] if state else 0
+        self.seconds: float = state["seconds"] if state else 0.0
+        self.history: list[dict[str, float]] = state["history"] if state else []
+        self.running: dict[str, float] = dict(state.get("running", {})) if state else {}
+        self.n_running = int(state.get("n_running", 0)) if state else 0
+        self.t0 = time.perf_counter()
+        if state:
+            log.info("%s: resuming from step %d (%.0f s already spent)", name, self.step_i, self.seconds)
+
+    def start_clock(self) -> None:
+        """Count the seconds a resumed phase had already spent."""
+        self.t0 = time.perf_counter() - self.seconds
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def out_of_time(self) -> bool:
+        return bool(self.max_seconds) and self.elapsed() >= self.max_seconds
+
+    def budget_spent(self) -> float:
+        """Share of the phase's budget used so far: steps or seconds, whichever runs out first."""
+        by_time = self.elapsed() / self.max_seconds if self.max_seconds else 0.0
+        return min(1.0, max(self.step_i / self.max_steps if self.max_steps else 0.0, by_time))
+
+    def add(self, values: dict[str, float]) -> None:
+        for key, v in values.items():
+            self.running[key] = self.running.get(key, 0.0) + float(v)
+        self.n_running += 1
+
+    def log_row(self) -> dict[str, float]:
+        """Close the row being accumulated: its means at the current step join the history."""
+        row = {k: v / self.n_running for k, v in self.running.items()}
+        row["step"] = float(self.step_i)
+        self.history.append(row)
+        self.running, self.n_running = {}, 0
+        return row
+
+    def save(self) -> None:
+        self.checkpointer.save(
+            self.name,
+            self.step_i,
+            self.elapsed(),
+            self.history,
+            self.modules,
+            self.optimizers,
+            running=self.running,
+            n_running=self.n_running,
+            generators=self.generators,
+        )
+
+
+def _steps(
+    run: _Run,
+    step: StepFn,
+    it: Iterator[Any],
+    bar: Any,
+    listeners: tuple[OnLog, ...],
+    log_every: int,
+    checkpoint_every: int,
+    lr_schedule: str,
+    warmup_steps: int,
+) -> str:
+    """The steps of a phase until its step cap or clock stops it; returns why it stopped."""
+    stop = distributed.agree(run.out_of_time())
+    while run.step_i < run.max_steps and not stop:
+        set_learning_rate(run.optimizers.values(), lr_schedule, warmup_steps, run.step_i, run.budget_spent())
+        values = step(next(it))
+        run.step_i += 1
+        values, stop = distributed.reduce_step(values, run.out_of_time())
+        if any(not math.isfinite(v) for v in values.values()):
+            raise FloatingPointError(f"{run.name}: non-finite loss at step {run.step_i}: {values}")
+        run.add(values)
+        bar.update(1)
+        if run.step_i % log_every == 0 or run.step_i == run.max_steps:
+            row = run.log_row()
+            bar.set_postfix({k: f"{v:.4g}" for k, v in row.items() if k != "step"})
+            for listener in listeners:
+                listener(run.name, run.step_i, row)
+        if checkpoint_every and run.step_i % checkpoint_every == 0:
+            run.save()
+    return "time" if stop and run.step_i < run.max_steps else "steps"
+
+
+def _end_phase(run: _Run, stopped_by: str) -> PhaseResult:
+    """Last partial row, the ranks' sync check, the end checkpoint (then every rank may read it)."""
+    if run.n_running:
+        run.log_row()
+    seconds = run.elapsed()
+    checksums = distributed.gather_checksums(run.modules.values())
+    distributed.check_in_sync(checksums, run.name)
+    distributed.broadcast_modules(run.modules.values())  # BatchNorm statistics: rank 0's on every rank
+    run.checkpointer.save(
+        run.name,
+        run.step_i,
         seconds,
-        history,
-        modules,
-        optimizers,
+        run.history,
+        run.modules,
+        run.optimizers,
         done=True,
         stopped_by=stopped_by,
         rank_checksums=checksums,
-        generators=generators,
+        generators=run.generators,
     )
     distributed.barrier()  # the end checkpoint is on disk before any rank reads it
-    if hooks.stop_after == name:
-        raise StopAfterPhase(name)
-    return PhaseResult(name, step_i, seconds, history, stopped_by, checksums)
+    return PhaseResult(run.name, run.step_i, seconds, run.history, stopped_by, checksums)
 
 
 LR_SCHEDULES = ("constant", "cosine")

@@ -18,26 +18,21 @@ generator, and rank 0 alone calibrates and writes the artifact.
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from texinspect.calibration import calibrate
-from texinspect.config import Config, save_config
+from texinspect.config import Config
 from texinspect.data.datasets import ImageDataset, split_train_val
 from texinspect.data.layout import scan_dataset
 from texinspect.errors import DataError
 from texinspect.models.aessim.network import SSIM_WINDOW, AESSIMNet
-from texinspect.models.artifact import ModelCard, save_detector
-from texinspect.outputs import ensure_output_dir
 from texinspect.scoring import ssim_map
-from texinspect.training.checkpoint import Checkpointer
-from texinspect.training.common import MODEL_SUBDIR, VAL_FRACTION, adam, ddp_summary, to_device, write_summary
-from texinspect.training.distributed import DDPForward, DistContext, is_main_process, session
-from texinspect.training.loop import infinite_batches, phase_dir, run_phase, seed_everything, steps_for
-from texinspect.validation import training_validation
+from texinspect.training.common import VAL_FRACTION, adam, to_device
+from texinspect.training.contract import FamilyTrainer, Phase, PhasePlan, train_family
+from texinspect.training.distributed import DDPForward, DistContext
+from texinspect.training.loop import PhaseResult, infinite_batches, steps_for
 
 log = logging.getLogger(__name__)
 
@@ -109,101 +104,62 @@ def train(config: Config, out_dir: str | Path, resume: bool = True) -> Path:
 
     In a DDP job every rank calls this and gets ``out_dir/model`` back; rank 0 alone writes it.
     """
-    with session(config.device) as ctx:
-        return _train(config, Path(out_dir), resume, ctx)
+    return train_family(AESSIMTrainer(config, Path(out_dir), resume))
 
 
-def _train(config: Config, out: Path, resume: bool, ctx: DistContext) -> Path:
-    ensure_output_dir(out)
-    t_start = time.perf_counter()
-    seed_everything(config.seed)
-    device = ctx.device
-    index = scan_dataset(config.data.root)
-    train_records, val_records = split_train_val(index.train, VAL_FRACTION, config.seed)
-    if not train_records or len(val_records) < 2:
-        raise DataError(
-            f"{config.data.root}: AE-SSIM needs training images and at least 2 held-out normal images "
-            f"for calibration, got {len(train_records)} + {len(val_records)}"
+class AESSIMTrainer(FamilyTrainer):
+    """AE-SSIM's part of the trainer contract (``training.contract``): its own data (normal images
+    only, no synthesis), the network and one phase of SSIM steps."""
+
+    family = FAMILY
+
+    def prepare(self, ctx: DistContext) -> None:
+        config = self.config
+        index = scan_dataset(config.data.root)
+        train_records, val_records = split_train_val(index.train, VAL_FRACTION, config.seed)
+        if not train_records or len(val_records) < 2:
+            raise DataError(
+                f"{config.data.root}: AE-SSIM needs training images and at least 2 held-out normal images "
+                f"for calibration, got {len(train_records)} + {len(val_records)}"
+            )
+        size, channels = config.data.image_size, config.data.channels
+        self.train_set = ImageDataset(train_records, size, channels, cache=True)
+        self.val = ImageDataset(val_records, size, channels, cache=True)
+        self.train_set.preload()
+        self.data_info = {"data_root": str(config.data.root), "n_train": len(train_records), "n_val": len(val_records)}
+        net = AESSIMNet(channels, size).to(self.device)
+        self.net = net.to(memory_format=torch.channels_last) if config.train.channels_last else net
+        self.rank = ctx.rank
+
+    def phases(self) -> list[Phase]:
+        return [Phase(PHASE, self._phase)]
+
+    def _phase(self, done: list[PhaseResult]) -> PhasePlan:
+        config, tc = self.config, self.config.train
+        opt = adam(self.net.parameters(), LR, WEIGHT_DECAY)
+        self.step = step = TrainStep(self.net, opt, config, self.device, self.rank)
+        return PhasePlan(
+            step=step,
+            batches=infinite_batches(self.train_set, tc.batch_size, config.seed, config.data.num_workers),
+            modules={"net": self.net},
+            optimizers={"adam": opt},
+            max_steps=step_cap(config, len(self.train_set)),
+            max_seconds=tc.max_minutes * 60.0,  # all of it: there is no second phase
+            generators={"windows": step.generator},  # saved with the checkpoints: exact resume
         )
-    size, channels = config.data.image_size, config.data.channels
-    train_set = ImageDataset(train_records, size, channels, cache=True)
-    val_set = ImageDataset(val_records, size, channels, cache=True)
-    train_set.preload()
 
-    net = AESSIMNet(channels, size).to(device)
-    if config.train.channels_last:
-        net = net.to(memory_format=torch.channels_last)
-    opt = adam(net.parameters(), LR, WEIGHT_DECAY)
-    ckpt = Checkpointer(phase_dir(out), enabled_resume=resume)
-    tc = config.train
-    step = TrainStep(net, opt, config, device, ctx.rank)
-    result = run_phase(
-        PHASE,
-        step,
-        infinite_batches(train_set, tc.batch_size, config.seed, config.data.num_workers),
-        {"net": net},
-        {"adam": opt},
-        ckpt,
-        max_steps=step_cap(config, len(train_set)),
-        max_seconds=tc.max_minutes * 60.0,
-        checkpoint_every=tc.checkpoint_every,
-        log_every=tc.log_every,
-        progress=tc.progress,
-        generators={"windows": step.generator},  # saved with the checkpoints: exact resume
-    )
-    if not is_main_process():
-        return out / MODEL_SUBDIR
-    net.eval()
-    stats = calibrate(net, val_set, config.eval, device)
-    synthetic = training_validation(net, config, val_set, device)  # the same set as every family's
-    extra = {
-        **synthetic,
-        "patch": net.patch,
-        "stride": net.stride,
-        "lr": LR,
-        "patches_per_image": step.per_image,
-        "steps": result.steps,
-        "seconds": round(result.seconds, 1),
-    }
-    card = ModelCard(
-        family=FAMILY,
-        config=config.to_dict(),
-        image_size=size,
-        channels=channels,
-        threshold=float(stats["threshold"]),
-        pixel_threshold=float(stats["pixel_threshold"]),
-        normal_score_mean=float(stats["normal_score_mean"]),
-        normal_score_std=float(stats["normal_score_std"]),
-        score_smoothing=config.eval.score_smoothing,
-        extra=extra,
-    )
-    model_dir = save_detector(net.cpu(), card, out / MODEL_SUBDIR)
-    net.to(device)
-    save_config(config, out / "config.yaml")
-    write_summary(
-        out,
-        {
-            "family": FAMILY,
-            "device": str(device),
-            "model_dir": str(model_dir),
-            "phases": {
-                PHASE: {
-                    "steps": result.steps,
-                    "seconds": round(result.seconds, 2),
-                    "steps_per_second": round(result.steps / result.seconds, 3) if result.seconds > 0 else None,
-                    "stopped_by": result.stopped_by,
-                    "first_losses": result.history[0] if result.history else {},
-                    "last_losses": result.history[-1] if result.history else {},
-                }
-            },
-            "history": {PHASE: result.history},
-            "wall_seconds": round(time.perf_counter() - t_start, 1),
-            "parameters": sum(p.numel() for p in net.parameters()),
-            "n_train": len(train_set),
-            "n_val": len(val_set),
-            "distributed": ddp_summary(ctx, tc.batch_size, [result]),
-            **extra,
-        },
-    )
-    log.info("AE-SSIM: %d steps in %.0f s -> %s", result.steps, result.seconds, model_dir)
-    return model_dir
+    def final_detector(self, results: list[PhaseResult]) -> AESSIMNet:
+        self.net.eval()
+        return self.net
+
+    def card_extra(self, results: list[PhaseResult], validation: dict[str, float]) -> dict[str, Any]:
+        (result,) = results
+        return {
+            **validation,
+            "patch": self.net.patch,
+            "stride": self.net.stride,
+            "lr": LR,
+            "patches_per_image": self.step.per_image,
+            "steps": result.steps,
+            "seconds": round(result.seconds, 1),
+        }

@@ -65,24 +65,42 @@ class MultilevelResult(NamedTuple):
     flagged: torch.Tensor  # (B, n_h, n_w) bool: patch score >= threshold
 
 
+def _check_config(cfg: FMRNetConfig) -> None:
+    """Refuse, in one line naming the key, a config the network cannot be built from."""
+    check_patching(cfg.patch_size, cfg.patch_stride)
+    check_modalities(cfg.modalities)
+    for key in ("patch_weight_power", "map_smoothing"):
+        if not getattr(cfg, key) >= 0:
+            raise ConfigError(f"fmrnet.{key} must be >= 0 (0 disables it), got {getattr(cfg, key)}")
+    if len(cfg.widths) != 5:
+        raise ConfigError(f"fmrnet.widths must list 5 encoder widths, got {cfg.widths}")
+    for level in skip_levels(cfg):
+        side = cfg.patch_size // 2**level
+        if cfg.texton_size < 1 or side % cfg.texton_size:
+            raise ConfigError(
+                f"fmrnet.texton_size={cfg.texton_size} must divide the skip map of encoder layer {level} ({side} px)"
+            )
+
+
+def _check_segmenter(cfg: FMRNetConfig, stride: int) -> None:
+    """The extension's segmenter halves its input ``len(widths)`` times: the scaled patch must allow it."""
+    if not 0.0 < cfg.segmenter_scale <= 1.0:
+        raise ConfigError(f"fmrnet.segmenter_scale: expected a fraction in (0, 1], got {cfg.segmenter_scale}")
+    side = cfg.patch_size * cfg.segmenter_scale
+    if side != int(side) or int(side) % stride:
+        raise ConfigError(
+            f"fmrnet.segmenter_widths / segmenter_scale: {len(cfg.segmenter_widths)} levels need patch sides "
+            f"divisible by {stride}; fmrnet.patch_size {cfg.patch_size} x scale "
+            f"{cfg.segmenter_scale} is {side:g}"
+        )
+
+
 class FMRNet(Detector):
     family: ClassVar[str] = "fmrnet"
 
     def __init__(self, cfg: FMRNetConfig, channels: int = 3) -> None:
         super().__init__()
-        check_patching(cfg.patch_size, cfg.patch_stride)
-        check_modalities(cfg.modalities)
-        for key in ("patch_weight_power", "map_smoothing"):
-            if not getattr(cfg, key) >= 0:
-                raise ConfigError(f"fmrnet.{key} must be >= 0 (0 disables it), got {getattr(cfg, key)}")
-        if len(cfg.widths) != 5:
-            raise ConfigError(f"fmrnet.widths must list 5 encoder widths, got {cfg.widths}")
-        for level in skip_levels(cfg):
-            side = cfg.patch_size // 2**level
-            if cfg.texton_size < 1 or side % cfg.texton_size:
-                raise ConfigError(
-                    f"fmrnet.texton_size={cfg.texton_size} must divide the skip map of encoder layer {level} ({side} px)"
-                )
+        _check_config(cfg)
         self.cfg = cfg
         self.channels = int(channels)
         w1, w2, w3, w4, w5 = (int(w) for w in cfg.widths)
@@ -122,15 +140,7 @@ class FMRNet(Detector):
             PixelSegmenter(2 * self.channels, cfg.segmenter_widths) if cfg.segmentation == "pixel_unet" else None
         )
         if self.segmenter is not None:
-            if not 0.0 < cfg.segmenter_scale <= 1.0:
-                raise ConfigError(f"fmrnet.segmenter_scale: expected a fraction in (0, 1], got {cfg.segmenter_scale}")
-            side = cfg.patch_size * cfg.segmenter_scale
-            if side != int(side) or int(side) % self.segmenter.stride:
-                raise ConfigError(
-                    f"fmrnet.segmenter_widths / segmenter_scale: {len(cfg.segmenter_widths)} levels need patch sides "
-                    f"divisible by {self.segmenter.stride}; fmrnet.patch_size {cfg.patch_size} x scale "
-                    f"{cfg.segmenter_scale} is {side:g}"
-                )
+            _check_segmenter(cfg, self.segmenter.stride)
         self.register_buffer("memory", torch.zeros(cfg.memory_size, cfg.latent_dim))
         self.register_buffer("memory_ready", torch.zeros((), dtype=torch.bool))
         self.register_buffer("patch_threshold", torch.full((), math.nan))

@@ -141,6 +141,42 @@ def promote(run_dir: Path, phase: str, out: Path, index: int) -> Path:
     return save_torch_file(payload, dst)
 
 
+def _train_candidate(
+    config: Config,
+    i: int,
+    run_dir: Path,
+    data: TrainData,
+    device: torch.device,
+    run_candidate: RunCandidate,
+    budget: float,
+    steps: int,
+) -> dict[str, Any]:
+    """Train candidate ``i`` (seed ``seed + 1000 i``), score it on rank 0, return its record."""
+    phase = candidate_phase(i)
+    cand = config.with_overrides({"seed": config.seed + SEED_STRIDE * i})
+    result = run_candidate(cand, run_dir, phase, budget, max(1, steps))
+    t0 = time.perf_counter()
+    if is_main_process():  # one bank and one scoring; the other DDP ranks read the record
+        Checkpointer(phase_dir(run_dir)).last.unlink(missing_ok=True)  # a copy of the phase end
+        scores = score_candidate(config, run_dir, phase, data, device)
+        record = {
+            "index": i,
+            "seed": cand.seed,
+            "steps": result.steps,
+            "stopped_by": result.stopped_by,
+            "train_seconds": result.seconds,
+            "max_seconds": budget,
+            "selection_seconds": time.perf_counter() - t0,
+            **scores,
+        }
+        record["score"] = selection_score(record)
+        (run_dir / RECORD_FILE).write_text(json.dumps(record, indent=2))
+    barrier()
+    saved = _read_record(run_dir, None)
+    assert saved is not None
+    return saved
+
+
 def select_phase1(
     config: Config,
     out: Path,
@@ -159,31 +195,11 @@ def select_phase1(
     for i in range(n):
         run_dir = root / f"r{i}"
         phase = candidate_phase(i)
-        cand = config.with_overrides({"seed": config.seed + SEED_STRIDE * i})
         steps_done = _end_step(Checkpointer(phase_dir(run_dir)).phase_end(phase))  # None: not finished
         record = _read_record(run_dir, steps_done) if resume and steps_done is not None else None
         if record is None:
             budget = candidate_budget(total_seconds, records, n - i)
-            result = run_candidate(cand, run_dir, phase, budget, max(1, total_steps // n))
-            t0 = time.perf_counter()
-            if is_main_process():  # one bank and one scoring; the other DDP ranks read the record
-                Checkpointer(phase_dir(run_dir)).last.unlink(missing_ok=True)  # a copy of the phase end
-                scores = score_candidate(config, run_dir, phase, data, device)
-                record = {
-                    "index": i,
-                    "seed": cand.seed,
-                    "steps": result.steps,
-                    "stopped_by": result.stopped_by,
-                    "train_seconds": result.seconds,
-                    "max_seconds": budget,
-                    "selection_seconds": time.perf_counter() - t0,
-                    **scores,
-                }
-                record["score"] = selection_score(record)
-                (run_dir / RECORD_FILE).write_text(json.dumps(record, indent=2))
-            barrier()
-            record = _read_record(run_dir, None)
-            assert record is not None
+            record = _train_candidate(config, i, run_dir, data, device, run_candidate, budget, total_steps // n)
         log.info(
             "phase-1 restart %d/%d (seed %d, %d steps): synthetic image %.3f, pixel %.3f (patch path)",
             i + 1,

@@ -32,7 +32,6 @@ phase 2. Rank 0 alone calibrates and writes the artifact.
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
@@ -68,18 +67,16 @@ from texinspect.models.fmrnet.restarts import (
 from texinspect.outputs import ensure_output_dir
 from texinspect.scoring import k_sigma_threshold
 from texinspect.training.checkpoint import Checkpointer, load_checkpoint
-from texinspect.training.common import (
-    MODEL_SUBDIR,
-    TrainData,
-    ddp_summary,
-    finalize_model,
-    phase_budgets,
-    prepare_training_data,
-    write_summary,
+from texinspect.training.common import TrainData, phase_budgets, prepare_training_data
+from texinspect.training.contract import FamilyTrainer, Phase, PhasePlan, run_phases, run_plan, train_family
+from texinspect.training.distributed import (
+    DDPForward,
+    DistContext,
+    barrier,
+    init_distributed,
+    is_main_process,
 )
-from texinspect.training.distributed import DDPForward, barrier, init_distributed, is_main_process, session
-from texinspect.training.loop import PhaseResult, infinite_batches, phase_dir, run_phase, seed_everything
-from texinspect.validation import training_validation
+from texinspect.training.loop import PhaseResult, infinite_batches, phase_dir, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +162,40 @@ class _AdversarialPair:
 # --------------------------------------------------------------------------- phase 1
 
 
-class Phase1Step:
+class _GeneratorStep:
+    """What the steps of both phases hold: the generator, the parts it trains, its optimizer and
+    the adversarial pair; a step is the generator's loss through one ``DDPForward``."""
+
+    def __init__(
+        self,
+        config: Config,
+        net: FMRNet,
+        adversarial: _AdversarialPair,
+        opt_g: torch.optim.Optimizer,
+        device: torch.device,
+    ) -> None:
+        self.cfg = config.fmrnet
+        self.fmt = _memory_format(config)
+        self.net, self.adv, self.opt_g, self.device = net, adversarial, opt_g, device
+        self.gen_modules = self.trained(net)  # their weights enter the weight penalty
+        self.sync = DDPForward(self.synced())
+
+    def trained(self, net: FMRNet) -> list[nn.Module]:
+        """The generator's parts this phase trains (phase 2's by default)."""
+        return generator_modules(net)
+
+    def synced(self) -> list[nn.Module | None]:
+        """What the generator's ``DDPForward`` averages gradients over."""
+        return list(self.gen_modules)
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, float]:
+        return self.sync.optimize(self.losses, self.opt_g, batch)
+
+    def losses(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:  # pragma: no cover
+        raise NotImplementedError
+
+
+class Phase1Step(_GeneratorStep):
     """One step of phase 1: triplets (P0, P+, P-), eq. (15), D update."""
 
     def __init__(
@@ -177,20 +207,14 @@ class Phase1Step:
         opt_g: torch.optim.Optimizer,
         device: torch.device,
     ) -> None:
-        self.cfg = config.fmrnet
-        self.fmt = _memory_format(config)
-        self.net, self.classifier, self.adv, self.opt_g, self.device = (
-            net,
-            classifier,
-            adversarial,
-            opt_g,
-            device,
-        )
-        self.gen_modules = [*net.encoder_modules(), *net.decoder_modules(), *net.gfrm_modules()]
-        self.sync = DDPForward([*self.gen_modules, classifier])
+        self.classifier = classifier
+        super().__init__(config, net, adversarial, opt_g, device)
 
-    def __call__(self, batch: dict[str, Any]) -> dict[str, float]:
-        return self.sync.optimize(self.losses, self.opt_g, batch)
+    def trained(self, net: FMRNet) -> list[nn.Module]:
+        return [*net.encoder_modules(), *net.decoder_modules(), *net.gfrm_modules()]
+
+    def synced(self) -> list[nn.Module | None]:
+        return [*self.gen_modules, self.classifier]
 
     def losses(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
         """Eq. (15) and the D update in between; under DDP this runs inside the generator's forward."""
@@ -229,43 +253,11 @@ class Phase1Step:
         return loss, info
 
 
-def train_phase1(
-    config: Config, out_dir: str | Path, resume: bool = True, data: TrainData | None = None
-) -> PhaseResult:
-    """Phase 1 of Algorithm 1; leaves ``checkpoints/phase1_end.pt``.
-
-    With ``fmrnet.phase1_restarts`` > 1 the budget is shared by that many candidates and the best
-    by synthetic defects is promoted to ``phase1_end.pt`` (``restarts.py``).
-    """
-    out = ensure_output_dir(out_dir)
-    device = init_distributed(config.device).device  # cuda:LOCAL_RANK under DDP
-    data = data or prepare_training_data(config)
-    check_memory_capacity(config, len(data.train))  # the bank built after this phase needs L windows
-    seconds, _ = phase_budgets(config)
-    steps, _ = phase_steps(config)
-    if restart_count(config) > 1 and not (resume and selection_done(config, out)):
-
-        def run_candidate(
-            cand: Config, run_dir: Path, name: str, max_seconds: float, max_steps: int
-        ) -> PhaseResult:
-            return _run_phase1(cand, run_dir, name, resume, data, device, max_seconds, max_steps)
-
-        select_phase1(config, out, data, device, run_candidate, seconds, steps, resume=resume)
-        resume = True  # phase1_end.pt is the promoted candidate: the phase below returns it as done
-    return _run_phase1(config, out, PHASE1, resume, data, device, seconds, steps)
-
-
-def _run_phase1(
-    config: Config,
-    out: Path,
-    name: str,
-    resume: bool,
-    data: TrainData,
-    device: torch.device,
-    max_seconds: float,
-    max_steps: int,
-) -> PhaseResult:
-    """Phase 1 under ``name`` into ``out/checkpoints`` (resumed when its checkpoints exist)."""
+def phase1_plan(
+    config: Config, data: TrainData, device: torch.device, max_seconds: float, max_steps: int
+) -> PhasePlan:
+    """Phase 1's networks, optimizers and step, seeded afresh with ``config.seed`` (a restart
+    candidate passes its own config, hence its own seed)."""
     seed_everything(config.seed)
     net, classifier, disc = _build_parts(config, device)
     gen = [*net.encoder_modules(), *net.decoder_modules(), *net.gfrm_modules()]
@@ -277,18 +269,13 @@ def _run_phase1(
     modules: dict[str, nn.Module] = {"generator": net, "discriminator": disc}
     if classifier is not None:
         modules["classifier"] = classifier
-    return run_phase(
-        name,
-        step,
-        infinite_batches(data.synthetic, config.train.batch_size, config.seed, config.data.num_workers),
-        modules,
-        {"g": opt_g, "d": opt_d},
-        Checkpointer(phase_dir(out), enabled_resume=resume),
+    return PhasePlan(
+        step=step,
+        batches=infinite_batches(data.synthetic, config.train.batch_size, config.seed, config.data.num_workers),
+        modules=modules,
+        optimizers={"g": opt_g, "d": opt_d},
         max_steps=max_steps,
         max_seconds=max_seconds,
-        checkpoint_every=config.train.checkpoint_every,
-        log_every=config.train.log_every,
-        progress=config.train.progress,
         lr_schedule=config.fmrnet.lr_schedule,
         warmup_steps=config.fmrnet.warmup_steps,
     )
@@ -297,25 +284,8 @@ def _run_phase1(
 # --------------------------------------------------------------------------- phase 2
 
 
-class Phase2Step:
+class Phase2Step(_GeneratorStep):
     """One step of phase 2: I_s patches in, I_o patches as target, eq. (16), D update."""
-
-    def __init__(
-        self,
-        config: Config,
-        net: FMRNet,
-        adversarial: _AdversarialPair,
-        opt_g: torch.optim.Optimizer,
-        device: torch.device,
-    ) -> None:
-        self.cfg = config.fmrnet
-        self.fmt = _memory_format(config)
-        self.net, self.adv, self.opt_g, self.device = net, adversarial, opt_g, device
-        self.gen_modules = generator_modules(net)
-        self.sync = DDPForward(self.gen_modules)
-
-    def __call__(self, batch: dict[str, Any]) -> dict[str, float]:
-        return self.sync.optimize(self.losses, self.opt_g, batch)
 
     def losses(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
         """Eq. (16) and the D update in between; under DDP this runs inside the generator's forward."""
@@ -367,14 +337,8 @@ def load_phase1(
     return net, disc, payload
 
 
-def train_phase2(
-    config: Config, out_dir: str | Path, resume: bool = True, data: TrainData | None = None
-) -> PhaseResult:
-    """Phase 2 of Algorithm 1 from ``phase1_end.pt`` and ``memory_bank.pt``; leaves ``phase2_end.pt``."""
-    out = Path(out_dir)
-    seed_everything(config.seed + 1)
-    device = init_distributed(config.device).device
-    data = data or prepare_training_data(config)
+def phase2_plan(config: Config, out: Path, data: TrainData, device: torch.device) -> PhasePlan:
+    """Phase 2 from ``phase1_end.pt`` and ``memory_bank.pt`` (encoder frozen), seeded with ``seed + 1``."""
     net, disc, _ = load_phase1(config, out, device)
     bank = load_memory_bank(out / MEMORY_FILE, config)
     net.set_memory(bank["memory"])
@@ -387,18 +351,13 @@ def train_phase2(
     if seconds > 0:  # the k-means stage spends part of the run's wall-clock budget
         seconds = max(1.0, seconds - float(bank.get("seconds", 0.0)))
     _, steps = phase_steps(config)
-    return run_phase(
-        PHASE2,
-        step,
-        infinite_batches(data.synthetic, config.train.batch_size, config.seed + 1, config.data.num_workers),
-        {"generator": net, "discriminator": disc},
-        {"g": opt_g, "d": opt_d},
-        Checkpointer(phase_dir(out), enabled_resume=resume),
+    return PhasePlan(
+        step=step,
+        batches=infinite_batches(data.synthetic, config.train.batch_size, config.seed + 1, config.data.num_workers),
+        modules={"generator": net, "discriminator": disc},
+        optimizers={"g": opt_g, "d": opt_d},
         max_steps=steps,
         max_seconds=seconds,
-        checkpoint_every=config.train.checkpoint_every,
-        log_every=config.train.log_every,
-        progress=config.train.progress,
         lr_schedule=config.fmrnet.lr_schedule,
         warmup_steps=config.fmrnet.warmup_steps,
     )
@@ -441,72 +400,108 @@ def train(config: Config, out_dir: str | Path, resume: bool = True) -> Path:
     In a DDP job (``WORLD_SIZE`` > 1) every rank calls this; all return ``OUT/model``, which
     rank 0 alone writes.
     """
-    with session(config.device) as ctx:
-        out = ensure_output_dir(out_dir)  # a read-only or file-valued --out fails now, in one line
-        t0 = time.perf_counter()
-        data = prepare_training_data(config)
-        p1 = train_phase1(config, out, resume=resume, data=data)
-        bank_path = out / MEMORY_FILE
-        phase1_end = Checkpointer(phase_dir(out)).phase_end(PHASE1)
-        if is_main_process():  # one k-means; the other ranks load the file after the barrier
-            if resume and memory_bank_matches(bank_path, phase1_end, config):
+    return train_family(FMRNetTrainer(config, Path(out_dir), resume))
+
+
+def train_phase1(
+    config: Config, out_dir: str | Path, resume: bool = True, data: TrainData | None = None
+) -> PhaseResult:
+    """Phase 1 of Algorithm 1 alone; leaves ``checkpoints/phase1_end.pt``.
+
+    With ``fmrnet.phase1_restarts`` > 1 the budget is shared by that many candidates and the best
+    by synthetic defects is promoted to ``phase1_end.pt`` (``restarts.py``).
+    """
+    trainer = FMRNetTrainer(config, ensure_output_dir(out_dir), resume, data)
+    trainer.device = init_distributed(config.device).device  # cuda:LOCAL_RANK under DDP
+    return run_phases([Phase(PHASE1, trainer.phase1)], trainer.out, resume, config.train)[0]
+
+
+def train_phase2(
+    config: Config, out_dir: str | Path, resume: bool = True, data: TrainData | None = None
+) -> PhaseResult:
+    """Phase 2 of Algorithm 1 alone, from ``phase1_end.pt`` and ``memory_bank.pt``; leaves ``phase2_end.pt``."""
+    trainer = FMRNetTrainer(config, Path(out_dir), resume, data)
+    return run_phases([Phase(PHASE2, trainer.phase2)], trainer.out, resume, config.train)[0]
+
+
+class FMRNetTrainer(FamilyTrainer):
+    """FMR-Net's part of the trainer contract (``training.contract``): the networks and steps of
+    the two phases, phase 1's restarts, the memory bank between the phases and the patch threshold."""
+
+    family = "fmrnet"
+
+    def __init__(self, config: Config, out: Path, resume: bool = True, data: TrainData | None = None) -> None:
+        super().__init__(config, out, resume)
+        self.data = data
+
+    def _data(self) -> TrainData:
+        if self.data is None:
+            self.data = prepare_training_data(self.config)
+        self.val, self.data_info = self.data.val, self.data.info
+        return self.data
+
+    def prepare(self, ctx: DistContext) -> None:
+        self._data()
+
+    def phases(self) -> list[Phase]:
+        return [Phase(PHASE1, self.phase1), Phase(PHASE2, self.bank_then_phase2)]
+
+    def phase1(self, done: list[PhaseResult]) -> PhasePlan:
+        """Phase 1, after the restarts' candidates when ``fmrnet.phase1_restarts`` > 1."""
+        config, out, device, data = self.config, self.out, self.device, self._data()
+        check_memory_capacity(config, len(data.train))  # the bank built after this phase needs L windows
+        seconds, _ = phase_budgets(config)
+        steps, _ = phase_steps(config)
+        resume = self.resume
+        if restart_count(config) > 1 and not (resume and selection_done(config, out)):
+
+            def run_candidate(cand: Config, run_dir: Path, name: str, max_seconds: float, max_steps: int) -> PhaseResult:
+                plan = phase1_plan(cand, data, device, max_seconds, max_steps)
+                return run_plan(name, plan, Checkpointer(phase_dir(run_dir), enabled_resume=resume), cand.train)
+
+            select_phase1(config, out, data, device, run_candidate, seconds, steps, resume=resume)
+            resume = True  # phase1_end.pt is the promoted candidate: the phase below returns it as done
+        plan = phase1_plan(config, data, device, seconds, steps)
+        plan.resume = resume
+        return plan
+
+    def bank_then_phase2(self, done: list[PhaseResult]) -> PhasePlan:
+        """The memory bank from phase 1's encoder (one k-means, rank 0; reused when it matches), then phase 2."""
+        bank_path = self.out / MEMORY_FILE
+        phase1_end = Checkpointer(phase_dir(self.out)).phase_end(PHASE1)
+        if is_main_process():  # the other ranks load the file after the barrier
+            if self.resume and memory_bank_matches(bank_path, phase1_end, self.config):
                 log.info("memory bank %s is up to date with phase 1: reused", bank_path)
             else:
-                build_memory_bank(config, phase1_end, bank_path, images=data.train)
+                build_memory_bank(self.config, phase1_end, bank_path, images=self._data().train)
         barrier()
-        p2 = train_phase2(config, out, resume=resume, data=data)
-        if not is_main_process():
-            return out / MODEL_SUBDIR
-        ddp = ddp_summary(ctx, config.train.batch_size, [p1, p2])
-        return _finish(config, out, data, (p1, p2), ctx.device, t0, ddp)
+        return self.phase2(done)
 
+    def phase2(self, done: list[PhaseResult]) -> PhasePlan:
+        seed_everything(self.config.seed + 1)
+        self.device = init_distributed(self.config.device).device
+        return phase2_plan(self.config, self.out, self._data(), self.device)
 
-def _finish(
-    config: Config,
-    out: Path,
-    data: TrainData,
-    phases: tuple[PhaseResult, PhaseResult],
-    device: torch.device,
-    t0: float,
-    ddp: dict[str, Any],
-) -> Path:
-    """Rank 0 after phase 2: patch threshold, image thresholds, artifact, synthetic validation, summary."""
-    p1, p2 = phases
-    bank_path = out / MEMORY_FILE
-    net = load_phase2(config, out, device)
-    patch_stats = calibrate_patch_threshold(net, data.val, config.eval.k_sigma, device)
-    bank = load_memory_bank(bank_path, config)
-    extra = {
-        **patch_stats,
-        "phase1_steps": p1.steps,
-        "phase2_steps": p2.steps,
-        "memory_codes": int(bank.get("n_codes", 0)),
-    }
-    model_dir = finalize_model(net, config, out, data.val, device, extra=extra)
-    validation = training_validation(net, config, data.val, device)
-    log.info("synthetic-defect validation on held-out normals: %s", validation)
-    summary = {
-        "family": "fmrnet",
-        "seconds_total": time.perf_counter() - t0,
-        "phase1_steps": p1.steps,
-        "phase2_steps": p2.steps,
-        **validation,
-        "phases": {
-            r.name: {
-                "steps": r.steps,
-                "seconds": r.seconds,
-                "steps_per_second": r.steps / r.seconds if r.seconds > 0 else None,
-                "stopped_by": r.stopped_by,
-                "history": r.history,
-            }
-            for r in (p1, p2)
-        },
-        "memory_bank": {k: v for k, v in bank.items() if k != "memory"},
-        "phase1_restarts": read_selection(out) if restart_count(config) > 1 else None,
-        "patch_threshold": patch_stats,
-        "data": data.info,
-        "model_dir": str(model_dir),
-        "distributed": ddp,
-    }
-    write_summary(out, summary)
-    return model_dir
+    def final_detector(self, results: list[PhaseResult]) -> FMRNet:
+        """Phase 2's generator as saved, with the k-sigma patch threshold of the early exit."""
+        data = self._data()
+        net = load_phase2(self.config, self.out, self.device)
+        self.patch_stats = calibrate_patch_threshold(net, data.val, self.config.eval.k_sigma, self.device)
+        self.bank = load_memory_bank(self.out / MEMORY_FILE, self.config)
+        return net
+
+    def card_extra(self, results: list[PhaseResult], validation: dict[str, float]) -> dict[str, Any]:
+        p1, p2 = results
+        return {
+            **self.patch_stats,
+            "phase1_steps": p1.steps,
+            "phase2_steps": p2.steps,
+            "memory_codes": int(self.bank.get("n_codes", 0)),
+        }
+
+    def summary_extra(self, results: list[PhaseResult], validation: dict[str, float]) -> dict[str, Any]:
+        return {
+            "memory_bank": {k: v for k, v in self.bank.items() if k != "memory"},
+            "phase1_restarts": read_selection(self.out) if restart_count(self.config) > 1 else None,
+            "patch_threshold": self.patch_stats,
+        }

@@ -23,7 +23,6 @@ rank 0's copy of it. Rank 0 alone validates, calibrates and writes the artifact.
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
@@ -37,24 +36,12 @@ from texinspect.losses import focal_loss, resize_mask
 from texinspect.models.rbae.losses import build_perceptual, feature_repair_loss, pixel_discrimination_loss
 from texinspect.models.rbae.network import RBAM_LAYERS, RBAENet
 from texinspect.models.rbae.reference import choose_reference
-from texinspect.outputs import ensure_output_dir
-from texinspect.training.checkpoint import Checkpointer
-from texinspect.training.common import (
-    MODEL_SUBDIR,
-    adam,
-    ddp_summary,
-    finalize_model,
-    phase_budgets,
-    prepare_training_data,
-    to_device,
-    write_summary,
-)
-from texinspect.training.distributed import DDPForward, DistContext, is_main_process, session
-from texinspect.training.loop import infinite_batches, phase_dir, run_phase, seed_everything, steps_for
-from texinspect.validation import training_validation
+from texinspect.training.common import adam, phase_budgets, prepare_training_data, to_device
+from texinspect.training.contract import FamilyTrainer, Phase, PhasePlan, train_family
+from texinspect.training.distributed import DDPForward, DistContext
+from texinspect.training.loop import PhaseResult, infinite_batches, steps_for
 
 log = logging.getLogger(__name__)
-
 
 
 def train_size(config: Config) -> int:
@@ -65,17 +52,44 @@ def build_network(config: Config) -> RBAENet:
     return RBAENet(config.rbae, config.data.channels, train_size(config))
 
 
-class Phase1Step:
-    """Eq. (14) on one batch; returns the logged loss values."""
+class _Step:
+    """One optimizer step of a phase: the losses of ``losses(batch)`` through a ``DDPForward``
+    over the parts the phase trains (a plain call in one process); returns the logged values."""
 
     def __init__(self, net: RBAENet, opt: torch.optim.Optimizer, config: Config, perceptual, device) -> None:
         self.net, self.opt, self.cfg, self.perceptual, self.device = net, opt, config, perceptual, device
         self.w = config.rbae.loss
         self.channels_last = config.train.channels_last
-        self.sync = DDPForward([net.encoder, net.decoder])  # plain call in one process
+        self.sync = DDPForward(self.trained(net))
+
+    def trained(self, net: RBAENet) -> list[torch.nn.Module | None]:
+        raise NotImplementedError
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, float]:
         return self.sync.optimize(self.losses, self.opt, batch)
+
+    def losses(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+        raise NotImplementedError
+
+    def reconstruction(
+        self, recon: torch.Tensor, io: torch.Tensor, w_rec: float, w_per: float
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """The terms both phases start with: ``w_rec L_rec + w_per L_per`` towards the defect-free image."""
+        l_rec = F.mse_loss(recon, io)
+        loss = w_rec * l_rec
+        out = {"rec": l_rec.item()}
+        if self.perceptual is not None and w_per > 0:
+            l_per = self.perceptual(recon, io)
+            loss = loss + w_per * l_per
+            out["per"] = l_per.item()
+        return loss, out
+
+
+class Phase1Step(_Step):
+    """Eq. (14) on one batch: encoder + decoder."""
+
+    def trained(self, net: RBAENet) -> list[torch.nn.Module | None]:
+        return [net.encoder, net.decoder]
 
     def losses(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
         b = to_device(batch, self.device, self.channels_last)
@@ -85,13 +99,7 @@ class Phase1Step:
         feats = self.net.encoder(torch.cat([io, iad]) if use_pd else io)
         f_o = [f[:n] for f in feats]
         recon = self.net.decoder(f_o)
-        l_rec = F.mse_loss(recon, io)
-        loss = self.w.rec1 * l_rec
-        out = {"rec": l_rec.item()}
-        if self.perceptual is not None and self.w.per1 > 0:
-            l_per = self.perceptual(recon, io)
-            loss = loss + self.w.per1 * l_per
-            out["per"] = l_per.item()
+        loss, out = self.reconstruction(recon, io, self.w.rec1, self.w.per1)
         if use_pd:
             l_pd = pixel_discrimination_loss(f_o, [f[n:] for f in feats], mask)
             loss = loss + self.w.pixel_dis * l_pd
@@ -99,18 +107,12 @@ class Phase1Step:
         return loss, out
 
 
-class Phase2Step:
-    """Eq. (17) on one batch (encoder frozen); returns the logged loss values."""
+class Phase2Step(_Step):
+    """Eq. (17) on one batch (encoder frozen): RBAMs, decoder, MSFDM (and the extensions' parts)."""
 
-    def __init__(self, net: RBAENet, opt: torch.optim.Optimizer, config: Config, perceptual, device) -> None:
-        self.net, self.opt, self.cfg, self.perceptual, self.device = net, opt, config, perceptual, device
-        self.w = config.rbae.loss
-        self.channels_last = config.train.channels_last
+    def trained(self, net: RBAENet) -> list[torch.nn.Module | None]:
         trained_encoder = None if net.encoder_frozen else net.encoder
-        self.sync = DDPForward([trained_encoder, net.rbams, net.decoder, net.msfdm, net.segmenter])
-
-    def __call__(self, batch: dict[str, Any]) -> dict[str, float]:
-        return self.sync.optimize(self.losses, self.opt, batch)
+        return [trained_encoder, net.rbams, net.decoder, net.msfdm, net.segmenter]
 
     def losses(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
         b = to_device(batch, self.device, self.channels_last)
@@ -127,13 +129,7 @@ class Phase2Step:
         f_ad = [f[n:] for f in feats]
         repaired = self.net.repair(f_ad)
         recon = self.net.decoder(repaired)
-        l_rec = F.mse_loss(recon, io)
-        loss = self.w.rec2 * l_rec
-        out = {"rec": l_rec.item()}
-        if self.perceptual is not None and self.w.per2 > 0:
-            l_per = self.perceptual(recon, io)
-            loss = loss + self.w.per2 * l_per
-            out["per"] = l_per.item()
+        loss, out = self.reconstruction(recon, io, self.w.rec2, self.w.per2)
         if self.net.use_rbam and self.w.fea_rep > 0:
             idx = [layer - 1 for layer in RBAM_LAYERS]
             l_fr = feature_repair_loss([repaired[i] for i in idx], [f_o[i] for i in idx])
@@ -179,150 +175,105 @@ def train(config: Config, out_dir: str | Path, resume: bool = True) -> Path:
     In a DDP job (``WORLD_SIZE`` > 1) every rank calls this; all return ``out_dir/model``, which
     rank 0 alone writes.
     """
-    with session(config.device) as ctx:
-        return _train(config, Path(out_dir), resume, ctx)
+    return train_family(RBAETrainer(config, Path(out_dir), resume))
 
 
-def _train(config: Config, out: Path, resume: bool, ctx: DistContext) -> Path:
-    ensure_output_dir(out)  # a read-only or file-valued --out fails now, in one line, not at a checkpoint
-    t_start = time.perf_counter()
-    seed_everything(config.seed)
-    device = ctx.device
-    size = train_size(config)
-    perceptual, perceptual_desc = build_perceptual(config.rbae.perceptual, config.rbae.vgg_weights)
-    if perceptual is not None:
-        perceptual = perceptual.to(device)
+class RBAETrainer(FamilyTrainer):
+    """RB-AE's part of the trainer contract (``training.contract``): the networks, the two step
+    functions and, between the phases, the frozen encoder and the reference image."""
 
-    small = config.with_overrides({"data.image_size": size}) if size != config.data.image_size else config
-    data = prepare_training_data(small)
-    data.train.preload()
-    data.val.preload()
-    val_full = data.val
-    if size != config.data.image_size:
-        val_full = ImageDataset(data.val.records, config.data.image_size, config.data.channels, cache=True)
+    family = "rbae"
 
-    net = build_network(config).to(device)
-    if config.train.channels_last:
-        net = net.to(memory_format=torch.channels_last)
-    ckpt = Checkpointer(phase_dir(out), enabled_resume=resume)
-    tc = config.train
-    n_train = len(data.train)
-    batches = infinite_batches(data.synthetic, tc.batch_size, config.seed, config.data.num_workers)
-    budget1, budget2 = _budgets(config)
-    lr = tc.lr
-    resumed = {p: _saved_step(ckpt, p) for p in ("phase1", "phase2")} if resume else {}
+    def prepare(self, ctx: DistContext) -> None:
+        config, device = self.config, self.device
+        self.size = size = train_size(config)
+        perceptual, self.perceptual_desc = build_perceptual(config.rbae.perceptual, config.rbae.vgg_weights)
+        self.perceptual = perceptual.to(device) if perceptual is not None else None
+        small = config.with_overrides({"data.image_size": size}) if size != config.data.image_size else config
+        self.data = data = prepare_training_data(small)
+        data.train.preload()
+        data.val.preload()
+        self.val, self.data_info = data.val, data.info
+        if size != config.data.image_size:  # calibrated and validated at the full size
+            self.val = ImageDataset(data.val.records, config.data.image_size, config.data.channels, cache=True)
+        net = build_network(config).to(device)
+        self.net = net.to(memory_format=torch.channels_last) if config.train.channels_last else net
+        tc = config.train
+        self.batches = infinite_batches(data.synthetic, tc.batch_size, config.seed, config.data.num_workers)
+        self.budgets = _budgets(config)
+        self.reference_info: dict[str, Any] = {"reference_rule": "none (rbae.use_rbam=false)"}
 
-    # ---------------- phase 1: encoder + decoder (eq. 14)
-    opt1 = adam(list(net.encoder.parameters()) + list(net.decoder.parameters()), lr, tc.weight_decay)
-    steps1 = steps_for(tc.phase1_epochs, n_train, tc.batch_size, tc.max_steps_phase1)
-    r1 = run_phase(
-        "phase1",
-        Phase1Step(net, opt1, config, perceptual, device),
-        batches,
-        {"net": net},
-        {"adam": opt1},
-        ckpt,
-        max_steps=steps1,
-        max_seconds=budget1,
-        checkpoint_every=tc.checkpoint_every,
-        log_every=tc.log_every,
-        progress=tc.progress,
-        lr_schedule=tc.lr_schedule,
-        warmup_steps=tc.warmup_steps,
-    )
+    def phases(self) -> list[Phase]:
+        return [Phase("phase1", self._phase1), Phase("phase2", self._phase2)]
 
-    # ---------------- between phases: freeze the encoder (paper), fix the reference
-    if config.rbae.freeze_encoder:
-        net.freeze_encoder()
-    reference_info: dict[str, Any] = {"reference_rule": "none (rbae.use_rbam=false)"}
-    if net.use_rbam:
-        image, reference_info = choose_reference(
-            net,
-            data.train,
-            config.rbae.reference,
-            size,
-            config.data.channels,
-            device,
-            config.rbae.reference_candidates,
-            config.seed,
-            config.data.root,
+    def _plan(self, step_cls: type, params: list[torch.nn.Parameter], epochs: int, cap: int, seconds: float) -> PhasePlan:
+        tc = self.config.train
+        opt = adam(params, tc.lr, tc.weight_decay)
+        return PhasePlan(
+            step=step_cls(self.net, opt, self.config, self.perceptual, self.device),
+            batches=self.batches,
+            modules={"net": self.net},
+            optimizers={"adam": opt},
+            max_steps=steps_for(epochs, len(self.data.train), tc.batch_size, cap),
+            max_seconds=seconds,
+            lr_schedule=tc.lr_schedule,
+            warmup_steps=tc.warmup_steps,
         )
-        net.set_reference(image)
 
-    # ---------------- phase 2: RBAMs + decoder + MSFDM (eq. 17)
-    opt2 = adam(_phase2_params(net), lr, tc.weight_decay)
-    steps2 = steps_for(tc.phase2_epochs, n_train, tc.batch_size, tc.max_steps_phase2)
-    if budget1 or budget2:  # time phase 1 left unused goes to phase 2
-        budget2 = max(1.0, budget1 + budget2 - r1.seconds)
-    r2 = run_phase(
-        "phase2",
-        Phase2Step(net, opt2, config, perceptual, device),
-        batches,
-        {"net": net},
-        {"adam": opt2},
-        ckpt,
-        max_steps=steps2,
-        max_seconds=budget2,
-        checkpoint_every=tc.checkpoint_every,
-        log_every=tc.log_every,
-        progress=tc.progress,
-        lr_schedule=tc.lr_schedule,
-        warmup_steps=tc.warmup_steps,
-    )
+    def _phase1(self, done: list[PhaseResult]) -> PhasePlan:
+        """Encoder + decoder (eq. 14)."""
+        net, tc = self.net, self.config.train
+        params = list(net.encoder.parameters()) + list(net.decoder.parameters())
+        return self._plan(Phase1Step, params, tc.phase1_epochs, tc.max_steps_phase1, self.budgets[0])
 
-    if not net.encoder_frozen and net.use_rbam:  # extension: F_ref from the encoder as it ended
-        net.set_reference(net.reference_image)
+    def _phase2(self, done: list[PhaseResult]) -> PhasePlan:
+        """Freeze the encoder (paper), fix the reference; then RBAMs + decoder + MSFDM (eq. 17)."""
+        config, net, tc = self.config, self.net, self.config.train
+        if config.rbae.freeze_encoder:
+            net.freeze_encoder()
+        if net.use_rbam:
+            image, self.reference_info = choose_reference(
+                net,
+                self.data.train,
+                config.rbae.reference,
+                self.size,
+                config.data.channels,
+                self.device,
+                config.rbae.reference_candidates,
+                config.seed,
+                config.data.root,
+            )
+            net.set_reference(image)
+        budget1, budget2 = self.budgets
+        if budget1 or budget2:  # time phase 1 left unused goes to phase 2
+            budget2 = max(1.0, budget1 + budget2 - done[0].seconds)
+        return self._plan(Phase2Step, _phase2_params(net), tc.phase2_epochs, tc.max_steps_phase2, budget2)
 
-    # ---------------- validation on synthetic defects, calibration, artifact (rank 0)
-    if not is_main_process():
-        return out / MODEL_SUBDIR
-    net.eval()
-    synthetic = training_validation(net, config, val_full, device)
-    log.info(
-        "synthetic defects on held-out normals: image AUROC %.3f, pixel AUROC %.3f",
-        synthetic["synthetic_image_auroc"],
-        synthetic["synthetic_pixel_auroc"],
-    )
-    extra = {
-        "perceptual": perceptual_desc,
-        "train_size": size,
-        "lr": lr,
-        "segmentation": config.rbae.segmentation,
-        "use_rbam": config.rbae.use_rbam,
-        "use_pixel_dis": config.rbae.use_pixel_dis,
-        "freeze_encoder": config.rbae.freeze_encoder,
-        **reference_info,
-        **synthetic,
-        "phase1_steps": r1.steps,
-        "phase2_steps": r2.steps,
-        "phase1_seconds": round(r1.seconds, 1),
-        "phase2_seconds": round(r2.seconds, 1),
-    }
-    model_dir = finalize_model(net, config, out, val_full, device, extra)
-    summary = {
-        "family": "rbae",
-        "device": str(device),
-        "model_dir": str(model_dir),
-        "resumed_from": resumed,
-        "phases": {
-            r.name: {
-                "steps": r.steps,
-                "seconds": round(r.seconds, 2),
-                "steps_per_second": round(r.steps / r.seconds, 3) if r.seconds > 0 else None,
-                "stopped_by": r.stopped_by,
-                "first_losses": r.history[0] if r.history else {},
-                "last_losses": r.history[-1] if r.history else {},
-            }
-            for r in (r1, r2)
-        },
-        "history": {"phase1": r1.history, "phase2": r2.history},
-        "wall_seconds": round(time.perf_counter() - t_start, 1),
-        "parameters": sum(p.numel() for p in net.parameters()),
-        "distributed": ddp_summary(ctx, tc.batch_size, [r1, r2]),
-        **extra,
-    }
-    write_summary(out, summary)
-    return model_dir
+    def final_detector(self, results: list[PhaseResult]) -> RBAENet:
+        net = self.net
+        if not net.encoder_frozen and net.use_rbam:  # extension: F_ref from the encoder as it ended
+            net.set_reference(net.reference_image)
+        net.eval()
+        return net
+
+    def card_extra(self, results: list[PhaseResult], validation: dict[str, float]) -> dict[str, Any]:
+        r1, r2 = results
+        rbae = self.config.rbae
+        return {
+            "perceptual": self.perceptual_desc,
+            "train_size": self.size,
+            "lr": self.config.train.lr,
+            "segmentation": rbae.segmentation,
+            "use_rbam": rbae.use_rbam,
+            "use_pixel_dis": rbae.use_pixel_dis,
+            "freeze_encoder": rbae.freeze_encoder,
+            **self.reference_info,
+            **validation,
+            "phase1_steps": r1.steps,
+            "phase2_steps": r2.steps,
+            "phase1_seconds": round(r1.seconds, 1),
+            "phase2_seconds": round(r2.seconds, 1),
+        }
 
 
 def _budgets(config: Config) -> tuple[float, float]:
@@ -334,9 +285,3 @@ def _budgets(config: Config) -> tuple[float, float]:
         raise ConfigError(f"rbae.phase1_fraction: expected a share in (0, 1), got {frac}")
     total = config.train.max_minutes * 60.0
     return (total * frac, total * (1.0 - frac)) if total > 0 else (0.0, 0.0)
-
-
-def _saved_step(ckpt: Checkpointer, phase: str) -> int:
-    payload = ckpt.load_phase(phase)
-    return int(payload["step"]) if payload is not None else 0
-
