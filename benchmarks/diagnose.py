@@ -4,7 +4,7 @@ Each *variant* is a name plus config overrides on top of a family's profile. Eve
 trained on every ``--data`` surface for every seed with the same step budgets (``--steps1``,
 ``--steps2``; no wall clock, so a rerun of a seed reproduces), then measured twice:
 
-- on the shared synthetic-defect validation set (``texinspect.validation``: held-out normal
+- on the shared synthetic-defect validation set (``texinspect.training.validation``: held-out normal
   training images with seeded artificial defects), the only signal choices are made on;
 - on the surface's test split by ``predict`` + ``evaluate`` (reported, never chosen on).
 
@@ -52,7 +52,7 @@ from common import (  # noqa: E402
 
 from texinspect.config import Config
 from texinspect.models import family_module
-from texinspect.validation import synthetic_validation
+from texinspect.training.validation import synthetic_validation
 
 log = logging.getLogger("benchmarks.diagnose")
 SHOWN = ["variant", "surface", "seed", "steps", "train_s", "syn_image", "syn_pixel", "syn_aupro",

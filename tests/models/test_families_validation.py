@@ -1,5 +1,5 @@
 """One synthetic validation for every family (issue 17, item 5): each trainer's ``synthetic_*``
-summary keys are the shared set of ``texinspect.validation``, measured on the very model it saved,
+summary keys are the shared set of ``texinspect.training.validation``, measured on the very model it saved,
 so the number means the same for RB-AE, FMR-Net and AE-SSIM (and equals what a sweep or
 ``benchmarks/diagnose.py`` measures on that model)."""
 
@@ -14,7 +14,7 @@ import torch
 from texinspect.config import load_config
 from texinspect.data.sample import make_sample_dataset
 from texinspect.models import family_module
-from texinspect.validation import DEFAULT_IMAGES, SUMMARY_KEYS, VALIDATION_SEED, synthetic_validation
+from texinspect.training.validation import DEFAULT_IMAGES, SUMMARY_KEYS, VALIDATION_SEED, synthetic_validation
 
 PARAMS = Path(__file__).resolve().parents[2] / "params.yaml"
 

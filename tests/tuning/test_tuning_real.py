@@ -10,8 +10,8 @@ import yaml
 from texinspect.cli import main
 from texinspect.config import load_config
 from texinspect.models.artifact import load_card
+from texinspect.training.validation import synthetic_validation
 from texinspect.tuning.study import open_study
-from texinspect.validation import synthetic_validation
 
 from .conftest import FAST_STEPS
 

@@ -16,7 +16,7 @@ from texinspect.errors import ConfigError, DataError
 from texinspect.models.artifact import ModelCard, save_detector
 from texinspect.models.base import Detector
 from texinspect.training.common import prepare_training_data
-from texinspect.validation import (
+from texinspect.training.validation import (
     SUMMARY_KEYS,
     VALIDATION_SEED,
     build_synthetic_validation,

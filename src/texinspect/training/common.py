@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from texinspect.calibration import calibrate
 from texinspect.config import Config, save_config
 from texinspect.data.datasets import ImageDataset, split_train_val
 from texinspect.data.layout import DatasetIndex, scan_dataset
@@ -112,7 +113,6 @@ def finalize_model(
     """Calibrate thresholds on held-out normal images and write the model artifact.
 
     ``family``: the card's family when it is not ``config.model`` (AE-SSIM, trained directly)."""
-    from texinspect.calibration import calibrate
 
     detector.eval()
     t0 = time.perf_counter()

@@ -38,7 +38,7 @@ from texinspect.training.checkpoint import Checkpointer
 from texinspect.training.common import MODEL_SUBDIR, ddp_summary, finalize_model, write_summary
 from texinspect.training.distributed import DistContext, is_main_process, session
 from texinspect.training.loop import PhaseResult, StepFn, phase_dir, run_phase, seed_everything
-from texinspect.validation import training_validation
+from texinspect.training.validation import training_validation
 
 log = logging.getLogger(__name__)
 

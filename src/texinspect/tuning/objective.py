@@ -29,11 +29,11 @@ from texinspect.config import Config
 from texinspect.devices import resolve_device
 from texinspect.models import family_module
 from texinspect.models.artifact import load_detector
+from texinspect.training.validation import ValidationSet, evaluate_detector
 from texinspect.tuning.mlflow_runs import SweepTracker
 from texinspect.tuning.settings import SweepSettings
 from texinspect.tuning.space import SearchSpace
 from texinspect.tuning.study import INTERRUPTED, RUN_DIR, resume_of, worker_attrs
-from texinspect.validation import ValidationSet, evaluate_detector
 
 log = logging.getLogger(__name__)
 

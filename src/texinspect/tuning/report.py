@@ -25,9 +25,9 @@ import yaml
 from optuna.trial import FrozenTrial, TrialState
 
 from texinspect.config import Config
+from texinspect.training.validation import METRICS
 from texinspect.tuning.objective import ERROR, OVERRIDES
 from texinspect.tuning.study import resume_of, superseded
-from texinspect.validation import METRICS
 
 log = logging.getLogger(__name__)
 

@@ -20,6 +20,7 @@ import optuna
 from texinspect.config import Config, load_config
 from texinspect.errors import ConfigError
 from texinspect.pipeline.settings import SWEEP_STORAGE_ENV
+from texinspect.training.validation import ValidationSet, build_synthetic_validation, labelled_validation
 from texinspect.tuning.mlflow_runs import SweepTracker
 from texinspect.tuning.objective import Objective
 from texinspect.tuning.report import SUMMARY, best_trial, write_best_params, write_report
@@ -34,7 +35,6 @@ from texinspect.tuning.study import (
     study_ref,
     trials_to_run,
 )
-from texinspect.validation import ValidationSet, build_synthetic_validation, labelled_validation
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import yaml
 
 from texinspect.config import from_dict
 from texinspect.errors import ConfigError
-from texinspect.validation import DEFAULT_IMAGES, METRICS, VALIDATION_SEED
+from texinspect.training.validation import DEFAULT_IMAGES, METRICS, VALIDATION_SEED
 
 
 @dataclass

@@ -8,6 +8,10 @@ Family contract (docs/architecture.md): ``build(config) -> Detector`` and
 ``train(config, out_dir, resume=True) -> Path``. Its few hyper-parameters are constants in
 :mod:`texinspect.models.aessim.network` and :mod:`texinspect.models.aessim.trainer` (the
 published values), not config keys: the baseline is not meant to be tuned.
+
+The imports inside ``build`` and ``train`` are deferred on purpose: the family registry imports
+this package to read ``config.py`` on every config load, and the network and trainer (torch,
+data, synthesis) should load only when a model is built or trained.
 """
 
 from __future__ import annotations
@@ -24,14 +28,14 @@ FAMILY = "aessim"
 
 def build(config: Config) -> AESSIMNet:
     """The untrained network for ``config.data`` (image size and channels)."""
-    from texinspect.models.aessim.network import AESSIMNet
+    from texinspect.models.aessim.network import AESSIMNet  # deferred: see the docstring
 
     return AESSIMNet(config.data.channels, config.data.image_size)
 
 
 def train(config: Config, out_dir: str | Path, resume: bool = True) -> Path:
     """Train under ``train.max_minutes`` / step caps, calibrate, write ``out_dir/model``."""
-    from texinspect.models.aessim.trainer import train as _train
+    from texinspect.models.aessim.trainer import train as _train  # deferred: see the docstring
 
     return _train(config, out_dir, resume)
 

@@ -24,13 +24,18 @@ from sklearn.cluster import KMeans
 from torch.utils.data import DataLoader, Dataset
 
 from texinspect.config import Config
+from texinspect.data.datasets import ImageDataset, split_train_val
+from texinspect.data.layout import scan_dataset
 from texinspect.devices import resolve_device
 from texinspect.errors import ConfigError, ModelError
+from texinspect.models.artifact import load_detector
+from texinspect.models.fmrnet import build
 from texinspect.models.fmrnet.network import FMRNet
 from texinspect.models.fmrnet.patches import extract_patches, make_grid
 from texinspect.outputs import ensure_output_dir
 from texinspect.torch_files import load_torch_file, save_torch_file
 from texinspect.training.checkpoint import load_checkpoint
+from texinspect.training.common import VAL_FRACTION
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +57,9 @@ def load_encoder_source(
     config: Config, source: str | Path, device: torch.device
 ) -> tuple[FMRNet, dict[str, Any]]:
     """The network whose encoder defines the codes: a model folder or a phase-1 checkpoint."""
-    from texinspect.models.fmrnet import build
 
     src = Path(source)
     if src.is_dir() and (src / "model.yaml").exists():
-        from texinspect.models.artifact import load_detector
-
         detector, card = load_detector(src, device)
         if not isinstance(detector, FMRNet):
             raise ModelError(f"{src}: is a {card.family} model, the memory bank needs an FMR-Net")
@@ -85,9 +87,6 @@ def load_encoder_source(
 
 def _normal_images(config: Config) -> Dataset:
     """The normal training images (same split as training: held-out validation images excluded)."""
-    from texinspect.data.datasets import ImageDataset, split_train_val
-    from texinspect.data.layout import scan_dataset
-    from texinspect.training.common import VAL_FRACTION
 
     index = scan_dataset(config.data.root)
     train, _ = split_train_val(index.train, VAL_FRACTION, config.seed)

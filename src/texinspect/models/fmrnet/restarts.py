@@ -47,7 +47,7 @@ from texinspect.training.checkpoint import Checkpointer, load_checkpoint
 from texinspect.training.common import TrainData
 from texinspect.training.distributed import barrier, is_main_process
 from texinspect.training.loop import PhaseResult, phase_dir
-from texinspect.validation import Scorer, training_validation
+from texinspect.training.validation import Scorer, training_validation
 
 log = logging.getLogger(__name__)
 

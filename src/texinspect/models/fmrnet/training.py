@@ -41,6 +41,7 @@ from torch import nn
 from texinspect.config import Config
 from texinspect.errors import ModelError
 from texinspect.losses import focal_loss
+from texinspect.models.fmrnet import build
 from texinspect.models.fmrnet.cmfm import AuxiliaryClassifier, latent_loss
 from texinspect.models.fmrnet.losses import (
     discriminator_loss,
@@ -119,7 +120,6 @@ def _params(modules: list[nn.Module]) -> list[nn.Parameter]:
 def _build_parts(
     config: Config, device: torch.device
 ) -> tuple[FMRNet, AuxiliaryClassifier | None, Discriminator]:
-    from texinspect.models.fmrnet import build
 
     fmt = _memory_format(config)
     net = build(config).to(device, memory_format=fmt)
@@ -368,7 +368,6 @@ def load_phase2(config: Config, out_dir: str | Path, device: torch.device) -> FM
     if not path.exists():
         raise ModelError(f"{path}: phase 2 has not finished in {out_dir}")
     payload = load_checkpoint(path)
-    from texinspect.models.fmrnet import build
 
     net = build(config)
     net.load_state_dict(payload["modules"]["generator"])
@@ -454,7 +453,6 @@ class FMRNetTrainer(FamilyTrainer):
         steps, _ = phase_steps(config)
         resume = self.resume
         if restart_count(config) > 1 and not (resume and selection_done(config, out)):
-
             def run_candidate(cand: Config, run_dir: Path, name: str, max_seconds: float, max_steps: int) -> PhaseResult:
                 plan = phase1_plan(cand, data, device, max_seconds, max_steps)
                 return run_plan(name, plan, Checkpointer(phase_dir(run_dir), enabled_resume=resume), cand.train)
