@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 venv: $(VENV)/.installed
 
 demo: venv
-	$(PY) -m texinspect.demo --out $(DEMO_DIR) --profile $(PROFILE) --model $(MODEL) $(if $(DATA),--data $(DATA),)
+	$(PY) -m texinspect.cli.demo --out $(DEMO_DIR) --profile $(PROFILE) --model $(MODEL) $(if $(DATA),--data $(DATA),)
 
 test: venv
 	# the import rules (layers, no cycles) in pyproject.toml, then the tests

@@ -1,6 +1,6 @@
 """The demo's quality and time, as ``make demo`` runs it, over several seeds (issue 21).
 
-Each seed is one whole ``python -m texinspect.demo --set seed=K`` (data check, the local Kubeflow
+Each seed is one whole ``python -m texinspect.cli.demo --set seed=K`` (data check, the local Kubeflow
 pipeline with the ``demo`` profile, MLflow, the KServe server), timed end to end; its
 ``metrics.json`` (the pipeline's evaluate step on the sample's test split) gives the row. Printed:
 per seed, then the median [min, max] over seeds, beside the bars the demo must clear (image
@@ -47,7 +47,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def run_demo(seed: int, args: argparse.Namespace) -> dict[str, float]:
     out = Path(args.out) / f"seed{seed}"
-    cmd = [sys.executable, "-m", "texinspect.demo", "--out", str(out), "--model", args.model,
+    cmd = [sys.executable, "-m", "texinspect.cli.demo", "--out", str(out), "--model", args.model,
            "--profile", args.profile, "--set", f"seed={seed}", *(["--data", args.data] if args.data else [])]  # fmt: skip
     log = Path(args.out) / f"seed{seed}.log"  # what a person would see (the demo empties its --out first)
     log.parent.mkdir(parents=True, exist_ok=True)

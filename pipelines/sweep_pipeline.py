@@ -63,7 +63,7 @@ def sweep_setup(
     """Create the Optuna study and its MLflow parent run before the workers start."""
     from texinspect.tuning import pipeline_steps as ps
 
-    common = ps.sweep_argv(model, study.path, study_name, profile, overrides, params_file)
+    common = ps.sweep_call(model, study.path, study_name, profile, overrides, params_file)
     ps.setup(common, study.path)
     return study_name or f"texinspect-{model}"
 
@@ -83,7 +83,7 @@ def sweep_worker(
     """One parallel worker: its share of the study's trials (each an MLflow child run)."""
     from texinspect.tuning import pipeline_steps as ps
 
-    common = ps.sweep_argv(model, trial_runs.path, study_name, profile, overrides, params_file, data.path)
+    common = ps.sweep_call(model, trial_runs.path, study_name, profile, overrides, params_file, data.path)
     ps.worker(common, trials, workers, worker_id)
     trial_runs.metadata["worker_id"] = worker_id
 
@@ -105,7 +105,7 @@ def sweep_best(
     """Report (trials.csv, plots, best params) from the storage; the best config for retraining."""
     from texinspect.tuning import pipeline_steps as ps
 
-    common = ps.sweep_argv(model, report.path, study_name, profile, overrides, params_file, data.path)
+    common = ps.sweep_call(model, report.path, study_name, profile, overrides, params_file, data.path)
     result = ps.best(common, report.path, config.path, trials)
     best = result["best"]
     metrics.log_metric("best_value", float(best["value"]))

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from texinspect.cli.demo import result_table
 from texinspect.config import load_config
-from texinspect.demo import result_table
 from texinspect.demo_console import PipelineConsole, run_quietly
 from texinspect.errors import DataError
 from texinspect.pipeline.local import latest_run

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from texinspect import evaluation_cli
+from texinspect.cli import evaluate as evaluation_cli
 from texinspect.config import EvalConfig
 from texinspect.data.images import load_mask
 from texinspect.data.sample import make_sample_dataset

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from tests.s3_server import s3_bucket_fixture, s3_env_fixture, seaweed_s3_fixture  # noqa: F401
 
-from texinspect.data.cli import main as data_main
+from texinspect.cli import main as data_main
 from texinspect.data.sample import make_sample_dataset
 from texinspect.data.transfer import DATASET_MANIFEST, content_hash, pull, push
 from texinspect.storage import StorageError

@@ -194,7 +194,7 @@ def test_recurring_run_job_arguments_are_a_valid_schedule_command() -> None:
     """The Job's arguments parse with the real CLI and name a 6-field cron and the shipped package."""
     import argparse
 
-    from texinspect.pipeline.cli import add_parser
+    from texinspect.cli.pipeline import add_parser
     from texinspect.pipeline.schedule import check_cron
 
     (job,) = by_kind(build("cpu"), "Job", "texinspect-schedule")
@@ -250,7 +250,7 @@ def test_serving_runtime_runs_the_real_serve_command(overlay: str, threads: int)
     from the InferenceService)."""
     import argparse
 
-    from texinspect.serving.cli import add_parser as add_serve
+    from texinspect.cli.serving import add_parser as add_serve
 
     docs = build(overlay)
     (runtime,) = by_kind(docs, "ServingRuntime")
@@ -392,7 +392,8 @@ def test_pytorchjob_runs_torchrun_over_the_real_train_command(replica: str, inde
     `texinspect train`: one process per GPU, the world size pods x GPUs, rendezvous at Master."""
     from torch.distributed.run import get_args_parser
 
-    from texinspect.cli import build_parser, config_from_args
+    from texinspect.cli import build_parser
+    from texinspect.cli.common import config_from_args
 
     job = _training_docs()[1]
     (container,) = job["spec"]["pytorchReplicaSpecs"][replica]["template"]["spec"]["containers"]

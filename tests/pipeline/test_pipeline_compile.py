@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
+from texinspect.cli.pipeline import add_parser
 from texinspect.pipeline.build import PIPELINE_FILE, compile_all, compile_pipeline, stale_files
-from texinspect.pipeline.cli import add_parser
 from texinspect.pipeline.components import STAGES
 from texinspect.pipeline.settings import CUDA_IMAGE, DEFAULT_IMAGE
 from texinspect.pipeline.training import TRAINING_STAGES, ClusterSettings
@@ -191,8 +191,8 @@ def test_ranks_per_pod_equal_the_gpus_per_pod(tmp_path: Path, gpus: int) -> None
 
 
 def test_world_size_parameter_points_at_compile_time() -> None:
+    from texinspect.cli.pipeline import pipeline_params
     from texinspect.errors import ConfigError
-    from texinspect.pipeline.cli import pipeline_params
 
     parser = argparse.ArgumentParser(prog="texinspect")
     add_parser(parser.add_subparsers(dest="command"))

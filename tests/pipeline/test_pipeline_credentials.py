@@ -116,15 +116,15 @@ def test_every_stage_says_what_it_reads() -> None:
 
 
 def test_sweep_steps_take_the_storage_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    from texinspect.tuning.pipeline_steps import sweep_argv
+    from texinspect.tuning.pipeline_steps import sweep_call
 
     monkeypatch.delenv(SWEEP_STORAGE_ENV, raising=False)
     with pytest.raises(ConfigError, match=SWEEP_STORAGE_ENV):
-        sweep_argv("rbae", "/tmp/x", params_file=str(REPO / "params.yaml"))
+        sweep_call("rbae", "/tmp/x", params_file=str(REPO / "params.yaml"))
     url = "postgresql://optuna:hunter2@db/optuna"
     monkeypatch.setenv(SWEEP_STORAGE_ENV, url)
-    argv = sweep_argv("rbae", "/tmp/x", params_file=str(REPO / "params.yaml"))
-    assert "hunter2" not in " ".join(argv), "the command line is logged: the URL stays in the env"
+    call = sweep_call("rbae", "/tmp/x", params_file=str(REPO / "params.yaml"))
+    assert "hunter2" not in repr(call), "the sweep's options are logged: the URL stays in the env"
 
 
 def test_plan_sweep_reads_the_storage_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

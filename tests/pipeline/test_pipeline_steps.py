@@ -80,19 +80,9 @@ def test_train_argv_and_bad_phase() -> None:
         steps.train_argv("c.yaml", "data", "run", "3")
 
 
-def test_run_cli_raises_on_failure(tmp_path: Path) -> None:
-    with pytest.raises(steps.StepError, match="exited with status 2"):
-        steps.run_cli(
-            [
-                "evaluate",
-                "--pred",
-                str(tmp_path / "missing"),
-                "--data",
-                str(tmp_path),
-                "--config",
-                str(PARAMS),
-            ]
-        )
+def test_a_failing_stage_raises_step_error(tmp_path: Path) -> None:
+    with pytest.raises(steps.StepError, match="stage evaluate failed: .*missing"):
+        steps.evaluate(str(tmp_path / "missing"), str(tmp_path), str(PARAMS))
 
 
 def test_copy_tree_and_required_files(tmp_path: Path) -> None:

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 import torch
 
+from texinspect.cli.serving import split_model_arg
 from texinspect.serving.batching import MicroBatcher
-from texinspect.serving.cli import split_model_arg
 from texinspect.serving.encoding import (
     RequestError,
     decode_b64,

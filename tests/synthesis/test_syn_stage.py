@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from texinspect.cli import synthesis as cli
 from texinspect.config import Config, load_config
 from texinspect.errors import DataError
-from texinspect.synthesis import cli
 from texinspect.synthesis.stage import synthesize
 
 from .conftest import MAGNETIC_TILE, TEXTURE_POOL, write_mvtec

@@ -72,11 +72,11 @@ def test_checked_in_yaml_is_up_to_date(tmp_path: Path) -> None:
 def test_missing_storage_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     from texinspect.errors import ConfigError
     from texinspect.pipeline.settings import SWEEP_STORAGE_ENV
-    from texinspect.tuning.pipeline_steps import sweep_argv, worker_share
+    from texinspect.tuning.pipeline_steps import sweep_call, worker_share
 
     monkeypatch.delenv(SWEEP_STORAGE_ENV, raising=False)
     with pytest.raises(ConfigError, match="texinspect-sweep-db"):
-        sweep_argv("rbae", "/tmp/x")
+        sweep_call("rbae", "/tmp/x")
     assert worker_share(5, 2) == 3 and worker_share(2, 2) == 1
 
 

@@ -1,9 +1,9 @@
-"""Kubeflow components, one per stage: thin wrappers that run the ``texinspect`` CLI.
+"""Kubeflow components, one per stage: thin wrappers around the ``texinspect`` stages.
 
 Each function below is the body of a lightweight KFP component. KFP copies its source into the
 task, where it runs in the project image (``base_image``), imports ``texinspect`` from it and
 installs nothing. The bodies only pass artifact paths to :mod:`texinspect.pipeline.steps`,
-which calls the same CLI commands that people and ``dvc repro`` use.
+which calls the library functions that the CLI commands people and ``dvc repro`` use wrap.
 
 Artifacts between stages: ``data_hash`` (the dataset's content hash, part of every later cache
 key through ``config``), ``config`` (resolved params), ``data`` (the dataset, imported),
@@ -72,7 +72,7 @@ def synthesize_defects(config: Input[Artifact], data: Input[Dataset], synthetic:
     """Artificial defects (images, masks, manifest, preview.png) from the training images."""
     from texinspect.pipeline import steps
 
-    steps.run_cli(["synthesize", "--config", config.path, "--data", data.path, "--out", synthetic.path])
+    steps.synthesize(config.path, data.path, synthetic.path)
     synthetic.metadata["preview"] = "preview.png"
 
 
@@ -129,8 +129,8 @@ def evaluate_model(
     not have) stays in ``evaluation/curves/``."""
     from texinspect.pipeline import steps
 
-    steps.run_cli(["predict", "--model", model.path, "--data", data.path, "--out", evaluation.path])
-    steps.run_cli(["evaluate", "--pred", evaluation.path, "--data", data.path, "--config", config.path])
+    steps.predict(model.path, data.path, evaluation.path)
+    steps.evaluate(evaluation.path, data.path, config.path)
     values = steps.scalar_metrics(f"{evaluation.path}/metrics.json")
     for key, value in values.items():
         metrics.log_metric(key, value)

@@ -1,8 +1,11 @@
-"""What the Kubeflow components do, as plain functions: build CLI calls and move artifacts.
+"""What the Kubeflow components do, as plain functions: run stages and move artifacts.
 
-A component body is one call into this module, so every stage runs the same ``texinspect``
-command as a person or ``dvc repro`` would; nothing here trains, scores or measures. Kept free of
-``kfp`` imports so it runs (and is tested) without the pipeline SDK.
+A component body is one call into this module, which calls the same library functions the
+``texinspect`` commands wrap (``training.runs``, ``models.fmrnet.bank_stage``,
+``synthesis.stage``, ``prediction``, ``evaluation``), so a stage does what the command a person
+or ``dvc repro`` runs does; nothing here trains, scores or measures by itself. A stage's failure
+is a :class:`StepError` naming the stage and the reason. Kept free of ``kfp`` imports so it runs
+(and is tested) without the pipeline SDK.
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ import logging
 import math
 import os
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +24,7 @@ import yaml
 
 from texinspect.config import Config, load_config, save_config
 from texinspect.errors import ConfigError, TexinspectError
+from texinspect.outputs import describe_os_error, is_environment_error
 
 log = logging.getLogger(__name__)
 
@@ -127,22 +132,64 @@ def resolve_config(
 # --------------------------------------------------------------------------- running stages
 
 
-def run_cli(argv: Sequence[str]) -> None:
-    """``texinspect <argv>`` in this process; a non-zero exit raises :class:`StepError`."""
-    from texinspect.cli import main
-
-    argv = [str(a) for a in argv]
-    log.info("texinspect %s", " ".join(argv))
+@contextmanager
+def stage(name: str) -> Iterator[None]:
+    """Run one stage's library calls; an error meant for people becomes a :class:`StepError`
+    naming the stage (the message the command line would print after ``error:``)."""
+    log.info("stage %s", name)
     try:
-        code = main(argv)
-    except SystemExit as exc:  # argparse rejected the arguments (its message is printed above)
-        code = exc.code if isinstance(exc.code, int) else 2
-    if code:
-        raise StepError(f"`texinspect {' '.join(argv)}` exited with status {code} (see the log above)")
+        yield
+    except StepError:
+        raise
+    except TexinspectError as exc:
+        raise StepError(f"stage {name} failed: {exc}") from exc
+    except OSError as exc:  # a full disk, no permission, ...
+        if not is_environment_error(exc):
+            raise
+        raise StepError(f"stage {name} failed: {describe_os_error(exc)}") from exc
+
+
+def stage_config(config_path: str | Path, data_path: str | Path | None = None) -> Config:
+    """The run's resolved config, with ``data.root`` set to the imported dataset when given."""
+    config = load_config(config_path)
+    if data_path:
+        config.data.root = str(data_path)
+    return config
+
+
+def synthesize(config_path: str, data_path: str, out: str) -> Path:
+    """The synthesize stage (``texinspect synthesize``): artificial defects on the training images."""
+    from texinspect.synthesis.stage import synthesize as synthesize_defects
+
+    with stage("synthesize"):
+        config = stage_config(config_path, data_path)
+        path = synthesize_defects(config, out)
+        log.info("wrote %d synthetic defects to %s", config.synthesis.count, path)
+    return path
+
+
+def predict(model_path: str, data_path: str, out: str) -> None:
+    """The predict stage (``texinspect predict``): scores.csv and maps of the test split."""
+    from texinspect.prediction import predict as predict_images
+
+    with stage("predict"):
+        table = predict_images(model_path, data_path, out)
+        log.info("%d images scored -> %s", len(table), Path(out) / "scores.csv")
+
+
+def evaluate(pred_path: str, data_path: str, config_path: str) -> dict[str, Any]:
+    """The evaluate stage (``texinspect evaluate``): metrics, tables and pictures into ``pred_path``."""
+    from texinspect.evaluation import evaluate as evaluate_predictions
+
+    with stage("evaluate"):
+        result = evaluate_predictions(pred_path, data_path, stage_config(config_path).eval)
+    log.info("evaluation written to %s (image AUROC %s)", pred_path, result.get("image_auroc"))
+    return result
 
 
 def train_argv(config_path: str, data_path: str, run_dir: str, phase: str) -> list[str]:
-    """The ``texinspect train`` call of one phase (``1``, ``2`` or ``all``) into ``run_dir``."""
+    """The ``texinspect train`` call of one phase (``1``, ``2`` or ``all``) into ``run_dir``
+    (what torchrun's processes run)."""
     if phase not in ("1", "2", "all"):
         raise StepError(f"training phase must be 1, 2 or all, got {phase!r}")
     return ["train", "--config", config_path, "--data", data_path, "--out", run_dir, "--phase", phase]
@@ -162,7 +209,12 @@ def run_training(config_path: str, data_path: str, run_dir: str, phase: str, wor
     """One training phase, in ``world_size`` DDP processes (PyTorch's torchrun) when more than one."""
     argv = train_argv(config_path, data_path, run_dir, phase)
     if world_size <= 1:
-        run_cli(argv)
+        from texinspect.training.runs import log_finished_run, train_run
+
+        with stage(f"train (phase {phase})"):
+            config = stage_config(config_path, data_path)
+            outcome = train_run(config, run_dir, phase)
+            log_finished_run(config, outcome)
         return
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser
@@ -188,13 +240,18 @@ def dataset_fingerprint(data_path: str | Path) -> str:
 def between_phases(config_path: str, data_path: str, run_dir: str) -> dict[str, Any]:
     """The step between the phases, by model family; returns what it did (artifact metadata).
 
-    FMR-Net: ``texinspect memory-bank`` writes the k-means memory bank into the run folder, where
-    phase 2 finds it. RB-AE: its reference image is chosen from the phase-1 encoder's features by
+    FMR-Net: the ``texinspect memory-bank`` stage writes the k-means memory bank into the run
+    folder, where phase 2 finds it. RB-AE: its reference image is chosen from the phase-1 encoder's features by
     the trainer at the start of phase 2 (``models.rbae.reference``), so nothing runs here.
     """
     family = load_config(config_path).model
     if family == "fmrnet":
-        run_cli(["memory-bank", "--checkpoint", run_dir, "--config", config_path, "--data", data_path])
+        from texinspect.models.fmrnet.bank_stage import default_bank_path, memory_bank_stage
+
+        with stage("memory-bank"):
+            run = Path(run_dir)
+            path = memory_bank_stage(stage_config(config_path, data_path), run, default_bank_path(run))
+            log.info("memory bank written to %s", path)
         return {"family": family, "step": "k-means memory bank"}
     log.info("%s: no separate step between the phases (done at the start of phase 2)", family)
     return {"family": family, "step": "none (reference chosen at the start of phase 2)"}

@@ -1,7 +1,8 @@
-"""What the sweep pipeline's components do: build ``texinspect sweep`` calls and move files.
+"""What the sweep pipeline's components do: run the ``texinspect sweep`` stage and move files.
 
-Every component body is one call into this module, which runs the same ``texinspect sweep``
-command a person would (through ``texinspect.pipeline.steps.run_cli``). Free of ``kfp`` imports.
+Every component body is one call into this module, which calls the library functions that
+``texinspect sweep`` wraps (:func:`texinspect.tuning.plan_sweep`, :func:`texinspect.tuning.run_sweep`)
+with the options a person would give it. Free of ``kfp`` imports.
 
 Workers share one Optuna storage (a database every pod reaches). ``setup`` creates the study and
 its MLflow parent run before the parallel workers start, so they never race to create them;
@@ -12,18 +13,57 @@ which is a resolved config the training components take as their ``config`` arti
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from texinspect.errors import ConfigError
 from texinspect.pipeline.settings import SWEEP_STORAGE_ENV
-from texinspect.pipeline.steps import StepError, params_path, parse_overrides, run_cli
+from texinspect.pipeline.steps import StepError, params_path, parse_overrides, stage
+
+log = logging.getLogger(__name__)
 
 
-def sweep_argv(
+@dataclass(frozen=True)
+class SweepCall:
+    """The options every sweep step shares (``texinspect sweep --model --out --config ...``).
+
+    The storage URL is not among them (it would be logged with its password): ``plan_sweep``
+    reads it from ``$TEXINSPECT_SWEEP_STORAGE``.
+    """
+
+    model: str
+    out: Path
+    config: Path
+    study_name: str | None = None
+    profile: str | None = None
+    overrides: tuple[str, ...] = ()  # KEY=VALUE, as ``--set`` takes them
+
+    def run(self, trials: int, worker_id: int = 0, worker_trials: int | None = None, plots: bool = False):
+        """Plan and run (or resume) the study: what ``texinspect sweep`` does with these options;
+        ``worker_trials=0`` runs no trial and only writes the report. Returns the SweepResult."""
+        from texinspect.tuning import plan_sweep, run_sweep
+
+        log.info("sweep %s: %d trials, worker %d", self, trials, worker_id)
+        with stage("sweep"):
+            plan = plan_sweep(
+                self.config,
+                self.model,
+                self.out,
+                trials=trials,
+                profile=self.profile,
+                overrides=list(self.overrides),
+                study_name=self.study_name,
+            )
+            recover = worker_id == 0 and worker_trials != 0  # not when only writing the report
+            return run_sweep(plan, worker_id=worker_id, worker_trials=worker_trials, recover=recover, plots=plots)
+
+
+def sweep_call(
     model: str,
     out: str | Path,
     study_name: str = "",
@@ -31,12 +71,8 @@ def sweep_argv(
     overrides: str = "",
     params_file: str = "",
     data: str = "",
-) -> list[str]:
-    """The common part of every ``texinspect sweep`` call of the pipeline.
-
-    The storage URL is not on the command line (it would be logged with its password):
-    ``texinspect sweep`` reads it from ``$TEXINSPECT_SWEEP_STORAGE``, checked here up front.
-    """
+) -> SweepCall:
+    """The common part of every sweep step of the pipeline; the storage is checked up front."""
     if not os.environ.get(SWEEP_STORAGE_ENV):
         raise ConfigError(
             f"${SWEEP_STORAGE_ENV} is not set: parallel sweep workers need one database they all reach, "
@@ -44,22 +80,16 @@ def sweep_argv(
             "texinspect-sweep-db (key TEXINSPECT_SWEEP_STORAGE, docs/kubeflow.md); on one machine "
             "export it (sqlite:////shared/path/optuna.db works)"
         )
-    argv = ["sweep", "--model", model, "--out", str(out), "--config", str(params_path(params_file))]
-    if study_name:
-        argv += ["--study-name", study_name]
-    if profile:
-        argv += ["--profile", profile]
+    sets = [f"{key}={json.dumps(value)}" for key, value in parse_overrides(overrides).items()]
     if data:
-        argv += ["--data", str(data)]
-    for key, value in parse_overrides(overrides).items():
-        argv += ["--set", f"{key}={json.dumps(value)}"]
-    return argv
+        sets.append(f"data.root={data}")
+    return SweepCall(model, Path(out), params_path(params_file), study_name or None, profile or None, tuple(sets))
 
 
-def setup(common: list[str], out: str | Path) -> None:
+def setup(common: SweepCall, out: str | Path) -> None:
     """Create the study (and its MLflow parent run) without running a trial."""
     Path(out).mkdir(parents=True, exist_ok=True)
-    run_cli([*common, "--trials", "0", "--no-plots"])
+    common.run(trials=0)
 
 
 def worker_share(trials: int, workers: int) -> int:
@@ -69,22 +99,14 @@ def worker_share(trials: int, workers: int) -> int:
     return math.ceil(trials / workers)
 
 
-def worker(common: list[str], trials: int, workers: int, worker_id: int) -> None:
-    run_cli(
-        [
-            *common,
-            "--trials", str(trials),
-            "--worker-id", str(int(worker_id)),
-            "--worker-trials", str(worker_share(trials, workers)),
-            "--no-plots",
-        ]
-    )
+def worker(common: SweepCall, trials: int, workers: int, worker_id: int) -> None:
+    common.run(trials, worker_id=int(worker_id), worker_trials=worker_share(trials, workers))
 
 
-def best(common: list[str], out: str | Path, config_path: str | Path, trials: int) -> dict[str, Any]:
+def best(common: SweepCall, out: str | Path, config_path: str | Path, trials: int) -> dict[str, Any]:
     """Report from the storage (ends the MLflow parent run once ``trials`` exist); the best params
     file becomes the ``config`` artifact."""
-    run_cli([*common, "--trials", str(trials), "--report-only"])
+    common.run(trials, worker_trials=0, plots=True)
     out = Path(out)
     summary = json.loads((out / "sweep_summary.json").read_text())
     if not summary.get("best"):

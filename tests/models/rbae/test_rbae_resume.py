@@ -19,7 +19,7 @@ PARAMS = Path(__file__).resolve().parents[3] / "params.yaml"
 
 def _command(data: Path, out: Path) -> list[str]:
     return [
-        sys.executable, "-m", "texinspect.cli", "train", "--model", "rbae", "--profile", "smoke",
+        sys.executable, "-m", "texinspect", "train", "--model", "rbae", "--profile", "smoke",
         "--config", str(PARAMS), "--data", str(data), "--out", str(out), "--device", "cpu",
         "--set", "train.max_steps_phase1=150", "--set", "train.max_steps_phase2=10",
         "--set", "train.checkpoint_every=5", "--set", "train.progress=false",

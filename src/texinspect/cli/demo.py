@@ -8,7 +8,8 @@
 3. a local KServe server on 127.0.0.1 with the trained model, answering one V1 and one V2
    request for a test image, then stopped.
 
-Each step is the same CLI command a person would type; this module only strings them together.
+Each step is the same CLI command a person would type; this module only strings them together,
+which is why it lives in the ``cli`` package (``python -m texinspect.cli.demo``).
 """
 
 from __future__ import annotations
@@ -127,7 +128,7 @@ def serve_and_query(model_dir: Path, image: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m texinspect.demo", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m texinspect.cli.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=None, help="dataset folder (default: the procedural sample)")
     parser.add_argument("--out", default="runs/demo")
     parser.add_argument("--model", default="rbae", help="rbae | fmrnet")

@@ -1,19 +1,16 @@
 """``texinspect serve`` and ``texinspect edge-export``: argument parsing only.
 
-``add_parser(subparsers)`` is wired into ``texinspect.cli``; ``python -m texinspect.serving``
-runs the same commands on their own (the container entry point of the InferenceService can use
-either).
+The work is :mod:`texinspect.serving.server` (KServe's ModelServer around
+:class:`texinspect.serving.predictor.TexinspectModel`) and :func:`texinspect.serving.edge.export_edge`.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 import re
-import sys
 from collections.abc import Sequence
 
-from texinspect.errors import ConfigError, TexinspectError
+from texinspect.errors import ConfigError
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -27,6 +24,19 @@ def split_model_arg(text: str) -> tuple[str | None, str]:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``serve`` and ``edge-export`` to the texinspect CLI."""
+    _add_serve(subparsers)
+    export = subparsers.add_parser(
+        "edge-export",
+        help="export FMR-Net's edge half (encoder + memory bank) as TorchScript",
+        description="Write the edge half of an FMR-Net model: one TorchScript file for the edge device.",
+    )
+    export.add_argument("--model", required=True, help="FMR-Net model folder (or any URI `serve` accepts)")
+    export.add_argument("--out", required=True, help="output file, e.g. edge.pt")
+    export.set_defaults(func=_cmd_edge_export)
+
+
+def _add_serve(subparsers: argparse._SubParsersAction) -> None:
     serve = subparsers.add_parser(
         "serve",
         help="serve models over HTTP with KServe (V1 and V2 protocols)",
@@ -85,15 +95,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="register an extra model family (plugin)",
     )
     serve.set_defaults(func=_cmd_serve)
-
-    export = subparsers.add_parser(
-        "edge-export",
-        help="export FMR-Net's edge half (encoder + memory bank) as TorchScript",
-        description="Write the edge half of an FMR-Net model: one TorchScript file for the edge device.",
-    )
-    export.add_argument("--model", required=True, help="FMR-Net model folder (or any URI `serve` accepts)")
-    export.add_argument("--out", required=True, help="output file, e.g. edge.pt")
-    export.set_defaults(func=_cmd_edge_export)
 
 
 def _register_families(specs: Sequence[str]) -> None:
@@ -155,18 +156,3 @@ def _cmd_edge_export(args: argparse.Namespace) -> int:
     print(f"edge artifact written to {out}")
     return 0
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m texinspect.serving serve ...`` (same commands as ``texinspect serve``)."""
-    parser = argparse.ArgumentParser(prog="python -m texinspect.serving")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_parser(sub)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        return int(args.func(args) or 0)
-    except TexinspectError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from texinspect.cli import add_config_args, config_from_args
+from texinspect.cli.common import add_config_args, config_from_args, set_data_root
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -36,8 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from texinspect.synthesis.stage import synthesize  # heavy imports only when the command runs
 
     config = config_from_args(args)
-    if args.data:  # set directly: a path is not YAML-parsed (a folder named "1" stays a string)
-        config.data.root = str(args.data)
+    set_data_root(config, args.data)
     out = synthesize(config, args.out)
     print(f"wrote {config.synthesis.count} synthetic defects to {out}; look at {out / 'preview.png'}")
     return 0

@@ -12,10 +12,11 @@ import argparse
 import json
 from pathlib import Path
 
+from texinspect.cli.common import add_config_args
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    from texinspect.cli import add_config_args
-
+    """Add the ``sweep`` sub-command to the texinspect CLI."""
     parser = subparsers.add_parser(
         "sweep",
         help="Optuna hyper-parameter sweep over the sweep: section of params.yaml",

@@ -12,6 +12,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from texinspect.cli.common import add_config_args, config_from_args
+
 # Rows of the printed summary: (key in metrics.json, label).
 SUMMARY_ROWS: list[tuple[str, str]] = [
     ("image_auroc", "image AUROC"),
@@ -31,8 +33,6 @@ SUMMARY_ROWS: list[tuple[str, str]] = [
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``evaluate`` sub-command to the texinspect CLI."""
-    from texinspect.cli import add_config_args
-
     parser = subparsers.add_parser(
         "evaluate",
         help="measure a prediction folder against the dataset's masks: metrics.json, per-type table, overview.png, overlays, curves",
@@ -74,7 +74,6 @@ def format_summary(result: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Handler of ``texinspect evaluate``; returns the exit code."""
-    from texinspect.cli import config_from_args
     from texinspect.evaluation import OVERVIEW_FILE, evaluate, markdown_table
 
     config = config_from_args(args)

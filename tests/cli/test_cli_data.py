@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from texinspect.data.cli import add_parser, main
+from texinspect.cli import main
+from texinspect.cli.data import add_parser
 
 
 def test_add_parser_mounts_data_commands() -> None:

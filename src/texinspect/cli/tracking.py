@@ -12,11 +12,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from texinspect.cli.common import add_config_args, config_from_args
+
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``register`` sub-command to the texinspect CLI."""
-    from texinspect.cli import add_config_args
-
     parser = subparsers.add_parser(
         "register",
         help="log a run folder to MLflow, register its model, move the 'champion' alias if it is better",
@@ -36,7 +36,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Handler of ``texinspect register``; returns the exit code."""
-    from texinspect.cli import config_from_args
     from texinspect.errors import ConfigError
     from texinspect.tracking import (
         TrackingUnavailable,

@@ -11,7 +11,7 @@ import pytest
 from tests.s3_server import free_ports
 from tests.tracking.conftest import FakeRun
 
-from texinspect import tracking_cli
+from texinspect.cli import tracking as tracking_cli
 from texinspect.config import Config
 from texinspect.tracking import TrackingUnavailable
 

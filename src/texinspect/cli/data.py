@@ -1,18 +1,17 @@
 """``texinspect data check | sample | push | pull``: argument parsing only.
 
-The logic lives in ``check.py``, ``sample.py`` and ``transfer.py``; the lead's ``texinspect.cli`` mounts this with
-``add_parser(subparsers)``, and ``main`` lets it run on its own (tests, ``python -m``).
+The logic lives in :mod:`texinspect.data.check`, :mod:`texinspect.data.sample` and
+:mod:`texinspect.data.transfer`; this module only parses, calls them and prints.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
 
 from texinspect.data.check import check_dataset
 from texinspect.data.sample import DEFECT_TYPES, TEXTURES, make_sample_dataset
-from texinspect.errors import DataError, TexinspectError
+from texinspect.errors import DataError
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -121,20 +120,3 @@ def run_pull(args: argparse.Namespace) -> int:
     print(f"pulled {args.uri} to {folder}; {digest}")
     return 0
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Standalone entry point: ``python -m texinspect.data.cli data check DIR``."""
-    parser = argparse.ArgumentParser(prog="texinspect")
-    subparsers = parser.add_subparsers(dest="command")
-    subparsers.required = True
-    add_parser(subparsers)
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args))
-    except TexinspectError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
