@@ -27,7 +27,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine_info, print_table, spread_table, write_outputs  # noqa: E402
 
-from texinspect.pipeline.local import latest_run  # noqa: E402
+from texinspect.kubeflow.local import latest_run  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 METRICS = ("image_auroc", "pixel_auroc", "aupro", "f1", "pixel_f1", "synthetic_image_auroc", "demo_wall_s")

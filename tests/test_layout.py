@@ -21,12 +21,21 @@ SRC = REPO / "src" / "texinspect"
 MAX_FUNCTION_LINES = 60
 DEFERRED = "# deferred:"  # the comment that says why an import sits inside a function
 
-# KFP lightweight components run their body alone in a container: every import must be inside.
-IMPORTS_INSIDE_BY_DESIGN = {"pipeline/components.py"}
+# Where every import sits inside a function on purpose (paths relative to src/texinspect/):
+IMPORTS_INSIDE_BY_DESIGN = {
+    # KFP lightweight components run their body alone in a container: every import must be inside
+    "kubeflow/components.py": "KFP component bodies",
+    "kubeflow/sweep_pipeline.py": "KFP component bodies (sweep_setup, sweep_worker, sweep_best)",
+    # the top layer, imported by nothing (so it can dodge no cycle): a command loads its library
+    # only when it runs, so that `texinspect --help` and argument errors answer at once
+    "cli/": "command handlers",
+}
 
 # Declarative functions may be longer: they list things (a pipeline's tasks), they do not branch.
 DECLARATIVE = {
-    ("pipeline/training.py", "build_pipeline"),
+    ("kubeflow/training_pipeline.py", "build_pipeline"),
+    ("kubeflow/training_pipeline.py", "texinspect_training"),
+    ("kubeflow/sweep_pipeline.py", "build_sweep_pipeline"),
 }
 
 
@@ -58,7 +67,7 @@ def test_imports_inside_functions_say_why() -> None:
     an import that only dodged a cycle has no reason left once the layers hold."""
     unexplained = []
     for rel, tree, lines in _sources():
-        if rel in IMPORTS_INSIDE_BY_DESIGN:
+        if any(rel == place or (place.endswith("/") and rel.startswith(place)) for place in IMPORTS_INSIDE_BY_DESIGN):
             continue
         for function in _functions(tree):
             for node in ast.walk(function):
@@ -96,4 +105,4 @@ def test_the_declarative_exceptions_still_exist() -> None:
     """An exception for a function that was renamed or split would silently allow the next one."""
     defined = {(rel, f.name) for rel, tree, _ in _sources() for f in _functions(tree)}
     assert DECLARATIVE <= defined, sorted(DECLARATIVE - defined)
-    assert all((SRC / rel).is_file() for rel in IMPORTS_INSIDE_BY_DESIGN)
+    assert all((SRC / rel).exists() for rel in IMPORTS_INSIDE_BY_DESIGN)

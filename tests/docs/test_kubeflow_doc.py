@@ -109,7 +109,7 @@ class Walk:
         elif verb == "wait":  # needs a cluster: the InferenceService the deploy step creates
             kind, _, name = argv[-2 if argv[-1].startswith("--timeout") else -1].partition("/")
             assert kind == "inferenceservice"
-            from texinspect.pipeline.training import build_pipeline
+            from texinspect.kubeflow.training_pipeline import build_pipeline
 
             defaults = build_pipeline().component_spec.inputs
             assert name == defaults["service_name"].default, "the pipeline's default service_name"

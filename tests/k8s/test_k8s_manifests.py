@@ -2,7 +2,7 @@
 
 Core kinds are checked with ``kubernetes-validate --strict`` (the API server's schemas, unknown
 fields rejected); KServe and Kubeflow kinds against the operators' own CRD schemas (vendored,
-``texinspect.pipeline.crd_schemas``, equally strict).
+``texinspect.kubeflow.crd_schemas``, equally strict).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import pytest
 import yaml
 
 from texinspect.errors import ConfigError
-from texinspect.pipeline.crd_schemas import validate_custom, validate_manifest
-from texinspect.pipeline.deploy import VARIANTS, render_inference_service
+from texinspect.kubeflow.crd_schemas import validate_custom, validate_manifest
+from texinspect.kubeflow.deploy import VARIANTS, render_inference_service
 
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "k8s"
@@ -195,7 +195,7 @@ def test_recurring_run_job_arguments_are_a_valid_schedule_command() -> None:
     import argparse
 
     from texinspect.cli.pipeline import add_parser
-    from texinspect.pipeline.schedule import check_cron
+    from texinspect.kubeflow.schedule import check_cron
 
     (job,) = by_kind(build("cpu"), "Job", "texinspect-schedule")
     container = job["spec"]["template"]["spec"]["containers"][0]
@@ -421,7 +421,7 @@ TRAINJOB = K8S / "training" / "trainjob.yaml"
 
 def test_training_jobs_validate_against_the_operators_crds() -> None:
     """Issue 19 (6, 8): both distributed APIs' manifests fit the real CRD schemas (vendored)."""
-    from texinspect.pipeline.crd_schemas import validate_manifest
+    from texinspect.kubeflow.crd_schemas import validate_manifest
 
     docs = [*_training_docs(), *(d for d in yaml.safe_load_all(TRAINJOB.read_text()) if d)]
     assert [d["kind"] for d in docs] == ["PersistentVolumeClaim", "PyTorchJob", "TrainJob"]

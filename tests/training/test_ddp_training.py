@@ -28,7 +28,7 @@ from torch import nn
 from texinspect.config import load_config, save_config
 from texinspect.data.sample import make_sample_dataset
 from texinspect.errors import ModelError
-from texinspect.pipeline import steps
+from texinspect.kubeflow import steps
 from texinspect.training import distributed
 from texinspect.training.checkpoint import Checkpointer
 from texinspect.training.loop import run_phase

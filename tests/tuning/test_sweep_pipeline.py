@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sqlite3
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -16,18 +14,11 @@ from texinspect.config import load_config
 
 from .conftest import REPO
 
-PIPELINE_PY = REPO / "pipelines" / "sweep_pipeline.py"
-
 
 def _module() -> ModuleType:
-    name = "texinspect_sweep_pipeline"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, PIPELINE_PY)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    from texinspect.kubeflow import sweep_pipeline
+
+    return sweep_pipeline
 
 
 def _tasks(spec: dict) -> dict:
@@ -61,18 +52,20 @@ def test_compiles_with_parallel_workers_and_the_training_components(tmp_path: Pa
 
 
 def test_checked_in_yaml_is_up_to_date(tmp_path: Path) -> None:
+    from texinspect.kubeflow.settings import FLAVOR_SETTINGS
+
     m = _module()
-    for flavor, cluster in m.FLAVOR_SETTINGS.items():  # each image carries its flavor's YAML
+    for flavor, cluster in FLAVOR_SETTINGS.items():  # each image carries its flavor's YAML
         fresh = m.compile_sweep_pipeline(tmp_path / f"{flavor}.yaml", m.SweepClusterSettings(cluster))
-        kept = m.sweep_file(flavor)
-        assert kept.is_file(), "run: python pipelines/sweep_pipeline.py compile"
+        kept = REPO / "pipelines" / flavor / m.PIPELINE_FILE
+        assert kept.is_file(), "run: texinspect pipeline compile"
         assert list(yaml.safe_load_all(kept.read_text())) == list(yaml.safe_load_all(fresh.read_text())), kept
 
 
 def test_missing_storage_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     from texinspect.errors import ConfigError
-    from texinspect.pipeline.settings import SWEEP_STORAGE_ENV
-    from texinspect.tuning.pipeline_steps import sweep_call, worker_share
+    from texinspect.kubeflow.settings import SWEEP_STORAGE_ENV
+    from texinspect.kubeflow.sweep_steps import sweep_call, worker_share
 
     monkeypatch.delenv(SWEEP_STORAGE_ENV, raising=False)
     with pytest.raises(ConfigError, match="texinspect-sweep-db"):

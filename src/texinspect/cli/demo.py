@@ -29,9 +29,9 @@ import urllib.request
 from pathlib import Path
 
 from texinspect.cli import main as cli
-from texinspect.demo_console import run_quietly
+from texinspect.cli.demo_console import run_quietly
 from texinspect.evaluation import OVERVIEW_FILE
-from texinspect.pipeline.local import latest_run
+from texinspect.kubeflow.local import latest_run
 
 log = logging.getLogger("texinspect.demo")
 SAMPLE_DIR = Path("data/sample")

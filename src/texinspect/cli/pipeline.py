@@ -1,8 +1,9 @@
 """``texinspect pipeline compile | run | schedule``: argument parsing only.
 
-compile   write pipelines/{cpu,cuda}/texinspect-training.yaml and components/<stage>.yaml
+compile   write pipelines/{cpu,cuda}/texinspect-{training,sweep}.yaml and components/<stage>.yaml
           (``--check``: fail if the checked-in files differ from the code)
-run       ``--local``: every stage on this machine with kfp.local; ``--host URL``: one run on a cluster
+run       ``--local``: every stage on this machine with kfp.local; ``--host URL``: one run on a cluster;
+          ``--sweep``: the Optuna sweep pipeline (parallel workers, then retrain the best) instead
 schedule  create (or replace) the recurring retraining run on a cluster
 """
 
@@ -34,6 +35,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     _add_cluster_args(comp)
     comp.add_argument(
+        "--sweep-workers", type=int, default=4, help="parallel trial workers of the sweep pipeline (default: 4)"
+    )
+    comp.add_argument(
         "--check", action="store_true", help="write nothing; exit 1 if the checked-in YAML is stale"
     )
     comp.set_defaults(func=_cmd_compile)
@@ -43,6 +47,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     where.add_argument("--local", action="store_true", help="every stage on this machine (kfp.local)")
     where.add_argument("--host", help="Kubeflow Pipelines API endpoint, e.g. http://localhost:8080")
     run.add_argument("--out", default="runs/pipeline", help="--local: output folder (default: runs/pipeline)")
+    _add_sweep_args(run)
     _add_pipeline_args(run)
     _add_remote_args(run)
     run.set_defaults(func=_cmd_run)
@@ -65,7 +70,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def _add_cluster_args(parser: argparse.ArgumentParser) -> None:
-    from texinspect.pipeline.settings import ClusterSettings
+    from texinspect.kubeflow.settings import ClusterSettings
 
     d = ClusterSettings()
     parser.add_argument(
@@ -82,6 +87,18 @@ def _add_cluster_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--gpu-resource", default=d.gpu_resource, help=f"accelerator resource (default: {d.gpu_resource})"
+    )
+
+
+def _add_sweep_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--sweep", action="store_true", help="the sweep pipeline (trials: --param trials=N) instead of training"
+    )
+    parser.add_argument("--workers", type=int, default=2, help="--sweep --local: parallel workers (default: 2)")
+    parser.add_argument(
+        "--storage",
+        default="",
+        help="--sweep --local: Optuna storage URL (default: a SQLite file in --out; never a pipeline parameter)",
     )
 
 
@@ -133,9 +150,11 @@ def _add_remote_args(parser: argparse.ArgumentParser) -> None:
 
 def pipeline_params(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
     """(pipeline parameters, params.yaml overrides) from the command line."""
-    from texinspect.pipeline.training import build_pipeline
+    from texinspect.kubeflow.sweep_pipeline import build_sweep_pipeline
+    from texinspect.kubeflow.training_pipeline import build_pipeline
 
-    known = set(build_pipeline().component_spec.inputs or {})
+    pipeline = build_sweep_pipeline() if getattr(args, "sweep", False) else build_pipeline()
+    known = set(pipeline.component_spec.inputs or {})
     params: dict[str, Any] = {"data_uri": str(args.data)}
     if args.model:
         params["model"] = args.model
@@ -161,26 +180,30 @@ def pipeline_params(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str,
 
 
 def _package(args: argparse.Namespace) -> Path:
-    from texinspect.pipeline.build import PIPELINE_FILE
+    from texinspect.kubeflow import sweep_pipeline
+    from texinspect.kubeflow.build import PIPELINE_FILE
 
-    return Path(args.package) if args.package else Path("pipelines") / args.flavor / PIPELINE_FILE
+    if args.package:
+        return Path(args.package)
+    name = sweep_pipeline.PIPELINE_FILE if getattr(args, "sweep", False) else PIPELINE_FILE
+    return Path("pipelines") / args.flavor / name
 
 
 def _cmd_compile(args: argparse.Namespace) -> int:
-    from texinspect.pipeline.build import compile_all, stale_files
-    from texinspect.pipeline.settings import ClusterSettings
+    from texinspect.kubeflow.build import compile_all, stale_files
+    from texinspect.kubeflow.settings import ClusterSettings
 
     settings = None  # both flavors
     if args.gpus is not None or args.image:
         gpus = 1 if args.gpus is None else args.gpus
         settings = ClusterSettings(image=args.image or "", gpus=gpus, gpu_resource=args.gpu_resource)
     if args.check:
-        problems = stale_files(args.pipelines_dir, args.components_dir, settings)
+        problems = stale_files(args.pipelines_dir, args.components_dir, settings, args.sweep_workers)
         for problem in problems:
             print(problem)
         print("compiled YAML is up to date" if not problems else f"{len(problems)} stale file(s)")
         return 1 if problems else 0
-    for path in compile_all(args.pipelines_dir, args.components_dir, settings):
+    for path in compile_all(args.pipelines_dir, args.components_dir, settings, args.sweep_workers):
         print(f"wrote {path}")
     return 0
 
@@ -188,13 +211,19 @@ def _cmd_compile(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     params, overrides = pipeline_params(args)
     if args.local:
-        from texinspect.pipeline.local import run_local, summary
+        from texinspect.kubeflow.local import run_local, summary
+        from texinspect.kubeflow.sweep_pipeline import run_local_sweep
 
         if "params_file" not in params and Path("params.yaml").is_file():
             params["params_file"] = "params.yaml"
-        print(summary(run_local(args.data, args.out, params, overrides)))
+        if args.sweep:
+            params.pop("data_uri")
+            result = run_local_sweep(Path(args.data), Path(args.out), args.storage, params, overrides, args.workers)
+        else:
+            result = run_local(args.data, args.out, params, overrides)
+        print(summary(result))
         return 0
-    from texinspect.pipeline.schedule import make_client, submit_run
+    from texinspect.kubeflow.schedule import make_client, submit_run
 
     params["overrides"] = json.dumps(overrides) if overrides else ""
     run_id = submit_run(
@@ -210,7 +239,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_schedule(args: argparse.Namespace) -> int:
-    from texinspect.pipeline.schedule import DEFAULT_CRON, DEFAULT_NAME, create_recurring_run, make_client
+    from texinspect.kubeflow.schedule import DEFAULT_CRON, DEFAULT_NAME, create_recurring_run, make_client
 
     params, overrides = pipeline_params(args)
     if overrides:

@@ -40,7 +40,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run_train(args: argparse.Namespace) -> int:
     """Handler of ``texinspect train``."""
     from texinspect.training.loop import phase_dir
-    from texinspect.training.runs import log_finished_run, train_run
+    from texinspect.training.runs import train_run
 
     config = config_from_args(args, [f"model={args.model}"] if args.model else [])
     set_data_root(config, args.data)
@@ -52,7 +52,9 @@ def run_train(args: argparse.Namespace) -> int:
             print(f"{config.model} has no separate phase 1 with this config: trained to the end in {outcome.out}")
         return 0
     print(f"model written to {outcome.model_dir}")
-    if not args.no_track:
+    if not args.no_track and config.tracking.enabled:
+        from texinspect.tracking import log_finished_run  # deferred: mlflow (the tracking extra) is optional
+
         log_finished_run(config, outcome)
     return 0
 

@@ -21,7 +21,7 @@ from texinspect.tracking.registry import (
     download_model,
     register_and_gate,
 )
-from texinspect.tracking.runs import track_evaluation, track_training_run
+from texinspect.tracking.runs import log_finished_run, track_evaluation, track_training_run
 from texinspect.tracking.session import OFFLINE_FILE, RUN_FILE, Tracker, run, start
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "champion_uri",
     "decide",
     "download_model",
+    "log_finished_run",
     "register_and_gate",
     "resolve_backend",
     "run",

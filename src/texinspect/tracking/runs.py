@@ -20,6 +20,8 @@ from texinspect.config import Config, load_config
 from texinspect.errors import ConfigError, DataError
 from texinspect.tracking.backend import resolve_backend
 from texinspect.tracking.session import Tracker, read_run_file, run
+from texinspect.training.distributed import is_main_process
+from texinspect.training.runs import TrainOutcome
 
 log = logging.getLogger(__name__)
 
@@ -195,3 +197,12 @@ def track_evaluation(
     ) as tracker:
         log_evaluation(tracker, metrics_file)
         return tracker.run_id if tracker.online else None
+
+
+def log_finished_run(config: Config, outcome: TrainOutcome) -> None:
+    """Log a run trained to its model to MLflow when tracking is on (rank 0 only under DDP);
+    a phase-1 call logs nothing. ``texinspect train`` and the pipeline's training steps call it."""
+    if outcome.phase == "1" or outcome.model_dir is None:
+        return
+    if config.tracking.enabled and is_main_process():  # DDP: rank 0 logs the run
+        track_training_run(config, outcome.out, outcome.model_dir)

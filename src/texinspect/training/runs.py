@@ -1,8 +1,8 @@
 """Training one run folder, by phase: everything, phase 1 only, or phase 2 from a phase-1 folder.
 
-``texinspect train`` and the pipeline's training steps call the same two functions: ``train_run``
-(the phase split: stop after phase 1, refuse phase 2 without it) and ``log_finished_run`` (MLflow
-logging of a run trained to its model).
+``texinspect train`` and the pipeline's training steps call the same function, :func:`train_run`
+(the phase split: stop after phase 1, refuse phase 2 without it), then
+:func:`texinspect.tracking.log_finished_run` (MLflow logging of a run trained to its model).
 """
 
 from __future__ import annotations
@@ -12,6 +12,9 @@ from pathlib import Path
 
 from texinspect.config import Config
 from texinspect.errors import ConfigError
+from texinspect.models.registry import family_module
+from texinspect.training.checkpoint import Checkpointer
+from texinspect.training.loop import StopAfterPhase, phase_dir, training_hooks
 
 PHASES = ("1", "2", "all")
 
@@ -28,10 +31,6 @@ class TrainOutcome:
 def train_run(config: Config, out: str | Path, phase: str = "all", resume: bool = True) -> TrainOutcome:
     """Train ``config.model`` into ``out``: phase ``1`` (checkpointed, then stop), ``2`` (continue
     a folder whose phase 1 has finished, always resuming) or ``all``."""
-    from texinspect.models import family_module
-    from texinspect.training.checkpoint import Checkpointer
-    from texinspect.training.loop import StopAfterPhase, phase_dir, training_hooks
-
     if phase not in PHASES:
         raise ConfigError(f"training phase must be 1, 2 or all, got {phase!r}")
     out = Path(out)
@@ -48,16 +47,3 @@ def train_run(config: Config, out: str | Path, phase: str = "all", resume: bool 
             f"{out}: phase 1 has not finished in this folder; run `texinspect train --phase 1 --out {out}` first"
         )
     return TrainOutcome(phase, out, family.train(config, out, resume=resume or phase == "2"))
-
-
-def log_finished_run(config: Config, outcome: TrainOutcome) -> None:
-    """Log a run trained to its model to MLflow when tracking is on (rank 0 only under DDP);
-    a phase-1 call logs nothing."""
-    from texinspect.training.distributed import is_main_process
-
-    if outcome.phase == "1" or outcome.model_dir is None:
-        return
-    if config.tracking.enabled and is_main_process():  # DDP: rank 0 logs the run
-        from texinspect.tracking import track_training_run
-
-        track_training_run(config, outcome.out, outcome.model_dir)

@@ -11,11 +11,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from texinspect.config import Config
+from texinspect.errors import ModelError, TexinspectError
+from texinspect.models.fmrnet.memory_bank import MEMORY_FILE, build_memory_bank, phase1_checkpoint
+from texinspect.outputs import ensure_output_dir
+from texinspect.torch_files import load_torch_file, save_torch_file
+from texinspect.training.checkpoint import load_checkpoint
 
 
 def default_bank_path(checkpoint: Path) -> Path:
     """``<run folder>/memory_bank.pt`` for a checkpoint file, a checkpoints/ folder or a run folder."""
-    from texinspect.models.fmrnet.memory_bank import MEMORY_FILE
 
     if checkpoint.is_file():
         run = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
@@ -29,10 +33,6 @@ def default_bank_path(checkpoint: Path) -> Path:
 def is_fmrnet_source(source: Path) -> bool:
     """Whether ``source`` (run folder, checkpoint, model folder) holds an FMR-Net."""
     import yaml
-
-    from texinspect.errors import TexinspectError
-    from texinspect.models.fmrnet.memory_bank import phase1_checkpoint
-    from texinspect.training.checkpoint import load_checkpoint
 
     if source.is_dir() and (source / "model.yaml").exists():
         return (yaml.safe_load((source / "model.yaml").read_text()) or {}).get("family") == "fmrnet"
@@ -57,13 +57,9 @@ def stage_family(config: Config, checkpoint: Path) -> str:
 def memory_bank_stage(config: Config, checkpoint: Path, out: Path) -> Path:
     """Build the bank of ``checkpoint`` into ``out`` (FMR-Net), or write the stage record of a
     family without one; returns ``out``."""
-    from texinspect.models.fmrnet.memory_bank import build_memory_bank
 
     if config.model == "fmrnet":
         return build_memory_bank(config, checkpoint, out)
-    from texinspect.errors import ModelError
-    from texinspect.outputs import ensure_output_dir
-    from texinspect.torch_files import load_torch_file, save_torch_file
 
     if out.exists() and "memory" in load_torch_file(
         out, f"{out}: not a texinspect memory bank or stage record, or corrupted; refusing to load it"

@@ -15,6 +15,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from texinspect.data.datasets import ImageDataset
+from texinspect.data.layout import records_for_prediction
+from texinspect.devices import resolve_device
+from texinspect.errors import DataError, ModelError
+from texinspect.models.artifact import load_detector
+from texinspect.models.fmrnet.network import FMRNet
+
 CSV_FILE = "patch_scores.csv"
 META_FILE = "patch_scores.json"
 
@@ -31,8 +38,6 @@ def patch_scores(
     """Write ``patch_scores.csv`` (path, max patch score, flagged windows, label), the per-window
     grids ``patches/<path>.npy`` and, with ``multilevel``, ``maps/<path>.npy`` for flagged windows."""
     import pandas as pd
-
-    from texinspect.devices import resolve_device
 
     dev = resolve_device(device)
     detector, card = _load_fmrnet(model_dir, dev)
@@ -60,9 +65,6 @@ def patch_scores(
 
 def _load_fmrnet(model_dir: str | Path, device: torch.device) -> tuple[Any, Any]:
     """(FMR-Net detector, model card) of ``model_dir``; a model of another family is an error."""
-    from texinspect.errors import ModelError
-    from texinspect.models.artifact import load_detector
-    from texinspect.models.fmrnet.network import FMRNet
 
     detector, card = load_detector(model_dir, device)
     if not isinstance(detector, FMRNet):
@@ -71,10 +73,6 @@ def _load_fmrnet(model_dir: str | Path, device: torch.device) -> tuple[Any, Any]
 
 
 def _loader(data_dir: str | Path, card: Any, batch_size: int) -> torch.utils.data.DataLoader:
-    from texinspect.data.datasets import ImageDataset
-    from texinspect.data.layout import records_for_prediction
-    from texinspect.errors import DataError
-
     records = records_for_prediction(data_dir)
     if not records:
         raise DataError(f"{data_dir}: no images to score")

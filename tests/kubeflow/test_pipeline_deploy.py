@@ -15,8 +15,8 @@ import pytest
 import yaml
 
 from texinspect.errors import ConfigError
-from texinspect.pipeline import deploy
-from texinspect.pipeline.crd_schemas import validate_custom
+from texinspect.kubeflow import deploy
+from texinspect.kubeflow.crd_schemas import validate_custom
 
 PATH = "/apis/serving.kserve.io/v1beta1/namespaces/factory/inferenceservices"
 

@@ -52,13 +52,9 @@ def _imports(tree: ast.AST, package: str) -> set[str]:
 def component_entry_modules() -> set[str]:
     """Modules the tasks import: each body's imports, and the ``python -m`` module KFP's compiled
     command runs around it (its executor, which must be in the image: nothing is installed)."""
-    from texinspect.pipeline.components import STAGES, build_components
+    from texinspect.kubeflow import sweep_pipeline
+    from texinspect.kubeflow.components import STAGES, build_components
 
-    sys.path.insert(0, str(REPO / "pipelines"))
-    try:
-        import sweep_pipeline
-    finally:
-        sys.path.remove(str(REPO / "pipelines"))
     bodies: Iterable[Callable[..., object]] = [*STAGES.values(), *sweep_pipeline.SWEEP_STAGES.values()]
     found: set[str] = set()
     for fn in bodies:

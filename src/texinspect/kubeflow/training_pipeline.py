@@ -4,7 +4,7 @@
 Built by :func:`build_pipeline` so that the image, the GPU request and the names of the cluster
 objects are compile-time settings (:class:`ClusterSettings`), while the model family and every
 hyper-parameter are run-time pipeline parameters. The same pipeline object runs on a Kubeflow
-cluster (compiled YAML) and on one machine with ``kfp.local`` (:mod:`texinspect.pipeline.local`),
+cluster (compiled YAML) and on one machine with ``kfp.local`` (:mod:`texinspect.kubeflow.local`),
 which ignores the Kubernetes settings.
 """
 
@@ -13,9 +13,9 @@ which ignores the Kubernetes settings.
 from kfp import dsl, kubernetes
 from kfp.dsl.graph_component import GraphComponent
 
-from texinspect.pipeline.components import build_components
-from texinspect.pipeline.credentials import apply_env
-from texinspect.pipeline.settings import DEFAULT_IMAGE, MODEL_STORE_MOUNT, PIPELINE_NAME, ClusterSettings
+from texinspect.kubeflow.components import build_components
+from texinspect.kubeflow.credentials import apply_env
+from texinspect.kubeflow.settings import DEFAULT_IMAGE, MODEL_STORE_MOUNT, PIPELINE_NAME, ClusterSettings
 
 __all__ = ["DEFAULT_IMAGE", "PIPELINE_NAME", "ClusterSettings", "build_pipeline"]
 
@@ -34,9 +34,9 @@ RESOURCES: dict[str, tuple[str, str, str, str]] = {
 TRAINING_STAGES = ("train-phase1", "train-phase2")
 
 
-def _configure(task: dsl.PipelineTask, stage: str, settings: ClusterSettings) -> dsl.PipelineTask:
+def configure_task(task: dsl.PipelineTask, stage: str, settings: ClusterSettings) -> dsl.PipelineTask:
     """Kubernetes settings of one task (ignored by kfp.local): resources, GPU, security, and the
-    ConfigMap/Secret env the stage reads (:mod:`texinspect.pipeline.credentials`)."""
+    ConfigMap/Secret env the stage reads (:mod:`texinspect.kubeflow.credentials`)."""
     cpu_req, mem_req, cpu_lim, mem_lim = RESOURCES[stage]
     task.set_display_name(stage)
     task.set_cpu_request(cpu_req).set_memory_request(mem_req).set_cpu_limit(cpu_lim).set_memory_limit(mem_lim)
@@ -106,7 +106,7 @@ def build_pipeline(settings: ClusterSettings | None = None) -> GraphComponent:
         # KFP keys an imported artifact by its URI: the content hash (never cached) goes into
         # resolve-config, whose config every later stage takes, so new data behind the same URI
         # retrains and the same data is cached.
-        fingerprint = _configure(c["dataset-fingerprint"](data=data.output), "dataset-fingerprint", settings)
+        fingerprint = configure_task(c["dataset-fingerprint"](data=data.output), "dataset-fingerprint", settings)
         fingerprint.set_caching_options(False)
 
         cfg = c["resolve-config"](
@@ -126,28 +126,28 @@ def build_pipeline(settings: ClusterSettings | None = None) -> GraphComponent:
             lr=lr,
             k_sigma=k_sigma,
         )
-        _configure(cfg, "resolve-config", settings)
+        configure_task(cfg, "resolve-config", settings)
         config = cfg.outputs["config"]
 
-        synth = _configure(
+        synth = configure_task(
             c["synthesize-defects"](config=config, data=data.output), "synthesize-defects", settings
         )
 
         phase1 = c["train-phase1"](config=config, data=data.output, world_size=world_size)
-        _configure(phase1, "train-phase1", settings).after(synth)
+        configure_task(phase1, "train-phase1", settings).after(synth)
 
         bank = c["build-memory-bank"](
             config=config, data=data.output, checkpoints=phase1.outputs["checkpoints"]
         )
-        _configure(bank, "build-memory-bank", settings)
+        configure_task(bank, "build-memory-bank", settings)
 
         phase2 = c["train-phase2"](
             config=config, data=data.output, bank=bank.outputs["bank"], world_size=world_size
         )
-        _configure(phase2, "train-phase2", settings)
+        configure_task(phase2, "train-phase2", settings)
 
         evaluation = c["evaluate-model"](config=config, data=data.output, model=phase2.outputs["model"])
-        _configure(evaluation, "evaluate-model", settings)
+        configure_task(evaluation, "evaluate-model", settings)
 
         registration = c["register-model"](
             config=config,
@@ -155,7 +155,7 @@ def build_pipeline(settings: ClusterSettings | None = None) -> GraphComponent:
             model=phase2.outputs["model"],
             evaluation=evaluation.outputs["evaluation"],
         )
-        _configure(registration, "register-model", settings)
+        configure_task(registration, "register-model", settings)
         registration.set_caching_options(False)
 
         with dsl.If(registration.outputs["Output"] == True, name="promoted"):  # noqa: E712 (KFP condition)
@@ -170,7 +170,7 @@ def build_pipeline(settings: ClusterSettings | None = None) -> GraphComponent:
                 variant=deploy_variant,
                 apply=apply_deployment,
             )
-            _configure(deployment, "deploy-model", settings)
+            configure_task(deployment, "deploy-model", settings)
             deployment.set_caching_options(False)
             kubernetes.mount_pvc(deployment, pvc_name=settings.model_pvc, mount_path=MODEL_STORE_MOUNT)
 

@@ -9,7 +9,7 @@ Nothing in ``k8s/`` ships an InferenceService: a predictor pointing at a model t
 the store yet would never become Ready. This step creates it after the first promotion and
 updates it after every later one, with a server-side apply (one PATCH that creates or updates,
 the field manager ``texinspect-deploy`` owning the fields it sets). The object is validated
-against KServe's own CRD schema (vendored, :mod:`texinspect.pipeline.crd_schemas`) first.
+against KServe's own CRD schema (vendored, :mod:`texinspect.kubeflow.crd_schemas`) first.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 from texinspect.errors import ConfigError
-from texinspect.pipeline.crd_schemas import validate_custom
+from texinspect.kubeflow.crd_schemas import validate_custom
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 Each function below is the body of a lightweight KFP component. KFP copies its source into the
 task, where it runs in the project image (``base_image``), imports ``texinspect`` from it and
-installs nothing. The bodies only pass artifact paths to :mod:`texinspect.pipeline.steps`,
+installs nothing. The bodies only pass artifact paths to :mod:`texinspect.kubeflow.steps`,
 which calls the library functions that the CLI commands people and ``dvc repro`` use wrap.
 
 Artifacts between stages: ``data_hash`` (the dataset's content hash, part of every later cache
@@ -23,7 +23,7 @@ from kfp.dsl.python_component import PythonComponent
 def dataset_fingerprint(data: Input[Dataset]) -> str:
     """The dataset's content hash. Never cached: it feeds resolve-config, so every later stage's
     cache key follows what the data holds, not the URI it was imported from."""
-    from texinspect.pipeline import steps
+    from texinspect.kubeflow import steps
 
     return steps.dataset_fingerprint(data.path)
 
@@ -47,7 +47,7 @@ def resolve_config(
     config: Output[Artifact],
 ) -> str:
     """params.yaml + profile + overrides + typed parameters -> one config file for every stage."""
-    from texinspect.pipeline import steps
+    from texinspect.kubeflow import steps
 
     typed = {
         "seed": seed,
@@ -70,7 +70,7 @@ def resolve_config(
 
 def synthesize_defects(config: Input[Artifact], data: Input[Dataset], synthetic: Output[Dataset]):
     """Artificial defects (images, masks, manifest, preview.png) from the training images."""
-    from texinspect.pipeline import steps
+    from texinspect.kubeflow import steps
 
     steps.synthesize(config.path, data.path, synthetic.path)
     synthetic.metadata["preview"] = "preview.png"
@@ -80,7 +80,7 @@ def train_phase1(
     config: Input[Artifact], data: Input[Dataset], world_size: int, checkpoints: Output[Artifact]
 ):
     """Phase 1 (reconstruction + discriminative encoder); GPU; DDP when world_size > 1."""
-    from texinspect.pipeline import steps
+    from texinspect.kubeflow import steps
 
     steps.run_training(config.path, data.path, checkpoints.path, phase="1", world_size=world_size)
     checkpoints.metadata.update({"phase": 1, "world_size": world_size})
@@ -90,7 +90,7 @@ def build_memory_bank(
     config: Input[Artifact], data: Input[Dataset], checkpoints: Input[Artifact], bank: Output[Artifact]
 ):
     """Between the phases: FMR-Net's k-means memory bank, RB-AE's reference image."""
-    from texinspect.pipeline import steps
+    from texinspect.kubeflow import steps
 
     steps.copy_tree(checkpoints.path, bank.path)
     bank.metadata.update(steps.between_phases(config.path, data.path, bank.path))
@@ -105,7 +105,7 @@ def train_phase2(
     model: Output[Model],
 ):
     """Phase 2 (defect repair, encoder frozen), threshold calibration, the model artifact; GPU."""
-    from texinspect.pipeline import steps
+    from texinspect.kubeflow import steps
 
     steps.copy_tree(bank.path, run.path)
     steps.run_training(config.path, data.path, run.path, phase="2", world_size=world_size)
@@ -127,7 +127,7 @@ def evaluate_model(
     The image-level ROC curve and the good/defect confusion matrix also go to a KFP
     ClassificationMetrics artifact, which the Kubeflow UI draws; the PR curve (a type KFP does
     not have) stays in ``evaluation/curves/``."""
-    from texinspect.pipeline import steps
+    from texinspect.kubeflow import steps
 
     steps.predict(model.path, data.path, evaluation.path)
     steps.evaluate(evaluation.path, data.path, config.path)
@@ -151,7 +151,7 @@ def register_model(
     registration: Output[Artifact],
 ) -> bool:
     """MLflow: log the run, register the model, promote to champion only if it beats the current one."""
-    from texinspect.pipeline import steps
+    from texinspect.kubeflow import steps
 
     decision = steps.register(config.path, run.path, model.path, evaluation.path, registration.path)
     registration.metadata.update(decision)
@@ -171,7 +171,7 @@ def deploy_model(
     manifest: Output[Artifact],
 ) -> str:
     """Stage the champion on the model store and create/patch the KServe InferenceService."""
-    from texinspect.pipeline import deploy
+    from texinspect.kubeflow import deploy
 
     result = deploy.deploy(
         model_dir=model.path,

@@ -6,8 +6,6 @@ Reads the compiled YAML (what a cluster runs), not the Python that builds it.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -16,23 +14,19 @@ import pytest
 import yaml
 
 from texinspect.errors import ConfigError
-from texinspect.pipeline.build import PIPELINE_FILE, compile_pipeline
-from texinspect.pipeline.components import STAGES
-from texinspect.pipeline.credentials import TASK_ENV, task_env
-from texinspect.pipeline.settings import SWEEP_STORAGE_ENV, ClusterSettings
+from texinspect.kubeflow.build import PIPELINE_FILE, compile_pipeline
+from texinspect.kubeflow.components import STAGES
+from texinspect.kubeflow.credentials import TASK_ENV, task_env
+from texinspect.kubeflow.settings import SWEEP_STORAGE_ENV, ClusterSettings
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET_WORDS = ("password", "secret", "storage", "token", "access_key", "credential", "db_url")
 
 
 def _sweep_module() -> ModuleType:
-    name = "texinspect_sweep_pipeline"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, REPO / "pipelines" / "sweep_pipeline.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    from texinspect.kubeflow import sweep_pipeline
+
+    return sweep_pipeline
 
 
 def _load(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -116,7 +110,7 @@ def test_every_stage_says_what_it_reads() -> None:
 
 
 def test_sweep_steps_take_the_storage_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    from texinspect.tuning.pipeline_steps import sweep_call
+    from texinspect.kubeflow.sweep_steps import sweep_call
 
     monkeypatch.delenv(SWEEP_STORAGE_ENV, raising=False)
     with pytest.raises(ConfigError, match=SWEEP_STORAGE_ENV):

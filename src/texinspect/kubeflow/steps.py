@@ -23,8 +23,16 @@ from typing import Any
 import yaml
 
 from texinspect.config import Config, load_config, save_config
+from texinspect.data.transfer import content_hash
 from texinspect.errors import ConfigError, TexinspectError
+from texinspect.evaluation import evaluate as evaluate_predictions
+from texinspect.models.artifact import CARD_FILE
+from texinspect.models.fmrnet.bank_stage import default_bank_path, memory_bank_stage
 from texinspect.outputs import describe_os_error, is_environment_error
+from texinspect.prediction import predict as predict_images
+from texinspect.synthesis.stage import synthesize as synthesize_defects
+from texinspect.tracking import log_finished_run, register_and_gate, track_training_run
+from texinspect.training.runs import train_run
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +167,6 @@ def stage_config(config_path: str | Path, data_path: str | Path | None = None) -
 
 def synthesize(config_path: str, data_path: str, out: str) -> Path:
     """The synthesize stage (``texinspect synthesize``): artificial defects on the training images."""
-    from texinspect.synthesis.stage import synthesize as synthesize_defects
 
     with stage("synthesize"):
         config = stage_config(config_path, data_path)
@@ -170,7 +177,6 @@ def synthesize(config_path: str, data_path: str, out: str) -> Path:
 
 def predict(model_path: str, data_path: str, out: str) -> None:
     """The predict stage (``texinspect predict``): scores.csv and maps of the test split."""
-    from texinspect.prediction import predict as predict_images
 
     with stage("predict"):
         table = predict_images(model_path, data_path, out)
@@ -179,7 +185,6 @@ def predict(model_path: str, data_path: str, out: str) -> None:
 
 def evaluate(pred_path: str, data_path: str, config_path: str) -> dict[str, Any]:
     """The evaluate stage (``texinspect evaluate``): metrics, tables and pictures into ``pred_path``."""
-    from texinspect.evaluation import evaluate as evaluate_predictions
 
     with stage("evaluate"):
         result = evaluate_predictions(pred_path, data_path, stage_config(config_path).eval)
@@ -209,8 +214,6 @@ def run_training(config_path: str, data_path: str, run_dir: str, phase: str, wor
     """One training phase, in ``world_size`` DDP processes (PyTorch's torchrun) when more than one."""
     argv = train_argv(config_path, data_path, run_dir, phase)
     if world_size <= 1:
-        from texinspect.training.runs import log_finished_run, train_run
-
         with stage(f"train (phase {phase})"):
             config = stage_config(config_path, data_path)
             outcome = train_run(config, run_dir, phase)
@@ -230,7 +233,6 @@ def run_training(config_path: str, data_path: str, run_dir: str, phase: str, wor
 
 def dataset_fingerprint(data_path: str | Path) -> str:
     """The content hash of the imported dataset (the one ``texinspect data push`` prints)."""
-    from texinspect.data.transfer import content_hash
 
     digest = content_hash(data_path)
     log.info("dataset %s: %s", data_path, digest)
@@ -246,8 +248,6 @@ def between_phases(config_path: str, data_path: str, run_dir: str) -> dict[str, 
     """
     family = load_config(config_path).model
     if family == "fmrnet":
-        from texinspect.models.fmrnet.bank_stage import default_bank_path, memory_bank_stage
-
         with stage("memory-bank"):
             run = Path(run_dir)
             path = memory_bank_stage(stage_config(config_path, data_path), run, default_bank_path(run))
@@ -338,7 +338,6 @@ def confusion_matrix(eval_dir: str | Path) -> tuple[list[str], list[list[int]]] 
 
 def model_dir_of(run_dir: str | Path) -> Path:
     """``RUN/model``: the artifact ``texinspect train`` writes after phase 2."""
-    from texinspect.models.artifact import CARD_FILE
 
     model_dir = Path(run_dir) / "model"
     require_file(model_dir / CARD_FILE, f"model card of run {run_dir}")
@@ -347,7 +346,6 @@ def model_dir_of(run_dir: str | Path) -> Path:
 
 def model_metadata(model_dir: str | Path) -> dict[str, Any]:
     """A few model-card fields worth seeing in the KFP UI next to the Model artifact."""
-    from texinspect.models.artifact import CARD_FILE
 
     card = yaml.safe_load(require_file(Path(model_dir) / CARD_FILE, "model card").read_text()) or {}
     keys = ("family", "image_size", "channels", "threshold", "pixel_threshold", "texinspect_version")
@@ -381,7 +379,6 @@ def register(
     Returns the decision as plain data (``promoted``, ``version``, ...), also written to
     ``out_dir/registration.json``; the pipeline deploys only when ``promoted`` is true.
     """
-    from texinspect.tracking import register_and_gate, track_training_run
 
     config = load_config(config_path)
     metrics_path = require_file(Path(eval_dir) / "metrics.json", "metrics.json")

@@ -10,7 +10,7 @@ import yaml
 
 from texinspect.config import load_config
 from texinspect.errors import ConfigError
-from texinspect.pipeline import steps
+from texinspect.kubeflow import steps
 
 REPO = Path(__file__).resolve().parents[2]
 PARAMS = REPO / "params.yaml"
@@ -119,7 +119,7 @@ def test_step_modules_import_inside_a_kfp_task() -> None:
 
     code = (
         "from texinspect.cli import build_parser; build_parser();"
-        "import texinspect.pipeline.steps, texinspect.pipeline.deploy, texinspect.training.distributed;"
+        "import texinspect.kubeflow.steps, texinspect.kubeflow.deploy, texinspect.training.distributed;"
         "import sys; assert 'kfp.kubernetes' not in sys.modules, 'kfp.kubernetes was imported'"
     )
     env = {**os.environ, "_KFP_RUNTIME": "true"}

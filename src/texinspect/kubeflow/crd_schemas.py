@@ -2,7 +2,7 @@
 
 The schemas are the ``openAPIV3Schema`` of each CRD version, vendored under ``crds/`` as gzipped
 JSON (sources and commits in ``crds/SOURCES.md``; regenerate with ``python -m
-texinspect.pipeline.crd_schemas CRD.yaml...``). Validation uses ``jsonschema`` (what
+texinspect.kubeflow.crd_schemas CRD.yaml...``). Validation uses ``jsonschema`` (what
 ``kubernetes-validate`` uses for the built-in kinds) in the same strict mode: a field the CRD does
 not declare is an error, where the API server would silently prune it (``minReplica`` for
 ``minReplicas`` would deploy a predictor without the bound). Built-in kinds go to

@@ -13,7 +13,7 @@ from tests.pipeline.fake_kfp import FakeKFP, kfp_host_fixture  # noqa: F401
 
 from texinspect.cli.pipeline import add_parser
 from texinspect.errors import ConfigError
-from texinspect.pipeline.schedule import check_cron, create_recurring_run, make_client
+from texinspect.kubeflow.schedule import check_cron, create_recurring_run, make_client
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGE = REPO / "pipelines" / "cuda" / "texinspect-training.yaml"

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 
 from texinspect.cli.demo import result_table
+from texinspect.cli.demo_console import PipelineConsole, run_quietly
 from texinspect.config import load_config
-from texinspect.demo_console import PipelineConsole, run_quietly
 from texinspect.errors import DataError
-from texinspect.pipeline.local import latest_run
+from texinspect.kubeflow.local import latest_run
 
-PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
+PARAMS = Path(__file__).resolve().parents[2] / "params.yaml"
 
 # Lines as kfp.local's SubprocessRunner prints them (colours included) around a training task.
 KFP_LINES = [

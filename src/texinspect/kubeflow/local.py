@@ -21,8 +21,8 @@ from typing import Any
 import yaml
 
 from texinspect.errors import DataError
-from texinspect.pipeline.steps import StepError
-from texinspect.pipeline.training import PIPELINE_NAME, build_pipeline
+from texinspect.kubeflow.steps import StepError
+from texinspect.kubeflow.training_pipeline import PIPELINE_NAME, build_pipeline
 
 log = logging.getLogger(__name__)
 

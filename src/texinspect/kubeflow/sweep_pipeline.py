@@ -11,42 +11,33 @@ the trials, the model family and the search space (params.yaml) are run-time par
 storage URL is not a parameter (KFP keeps parameters in its run records, and the URL carries the
 database password): every sweep task reads it from ``$TEXINSPECT_SWEEP_STORAGE``, which the
 cluster fills from the ``texinspect-sweep-db`` Secret. On a cluster it must be a database every
-pod reaches (e.g. PostgreSQL); on one machine a SQLite file works. Compile (both flavors, pipelines/cpu/ and pipelines/cuda/): ``python pipelines/sweep_pipeline.py compile``;
-run every task here with kfp.local: ``python pipelines/sweep_pipeline.py run-local --data DIR``.
+pod reaches (e.g. PostgreSQL); on one machine a SQLite file works. ``texinspect pipeline compile``
+writes it beside the training pipeline (``pipelines/{cpu,cuda}/texinspect-sweep.yaml``);
+``texinspect pipeline run --sweep --local --data DIR`` runs every task here with kfp.local.
 """
 
 # No ``from __future__ import annotations``: KFP reads the component and pipeline annotations.
 
-import argparse
 import json
 import os
-import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from kfp import compiler, dsl, kubernetes
+from kfp import local as kfp_local
 from kfp.dsl import Artifact, Dataset, Input, Markdown, Metrics, Output
 from kfp.dsl.graph_component import GraphComponent
 
-from texinspect.pipeline.build import FLAVOR_SETTINGS
-from texinspect.pipeline.components import build_components
-from texinspect.pipeline.credentials import apply_env
-from texinspect.pipeline.settings import SWEEP_STORAGE_ENV
-from texinspect.pipeline.training import ClusterSettings, ranks_per_pod
-from texinspect.pipeline.training import _configure as configure_training_task
+from texinspect.kubeflow.components import build_components
+from texinspect.kubeflow.credentials import apply_env
+from texinspect.kubeflow.local import LocalRun, collect
+from texinspect.kubeflow.settings import SWEEP_STORAGE_ENV, ClusterSettings
+from texinspect.kubeflow.training_pipeline import configure_task, ranks_per_pod
 
 PIPELINE_NAME = "texinspect-sweep"
-PIPELINES_DIR = Path(__file__).resolve().parent
-
-
-def sweep_file(flavor: str) -> Path:
-    """``pipelines/<flavor>/texinspect-sweep.yaml``: each image carries its flavor's YAML."""
-    return PIPELINES_DIR / flavor / f"{PIPELINE_NAME}.yaml"
-
-
-PIPELINE_FILE = sweep_file("cuda")  # the default compile: GPU workers, the CUDA image
+PIPELINE_FILE = f"{PIPELINE_NAME}.yaml"  # in pipelines/<flavor>/, beside the training pipeline
 
 
 # --------------------------------------------------------------------------- components
@@ -61,7 +52,7 @@ def sweep_setup(
     study: Output[Artifact],
 ) -> str:
     """Create the Optuna study and its MLflow parent run before the workers start."""
-    from texinspect.tuning import pipeline_steps as ps
+    from texinspect.kubeflow import sweep_steps as ps
 
     common = ps.sweep_call(model, study.path, study_name, profile, overrides, params_file)
     ps.setup(common, study.path)
@@ -81,7 +72,7 @@ def sweep_worker(
     trial_runs: Output[Artifact],
 ):
     """One parallel worker: its share of the study's trials (each an MLflow child run)."""
-    from texinspect.tuning import pipeline_steps as ps
+    from texinspect.kubeflow import sweep_steps as ps
 
     common = ps.sweep_call(model, trial_runs.path, study_name, profile, overrides, params_file, data.path)
     ps.worker(common, trials, workers, worker_id)
@@ -103,7 +94,7 @@ def sweep_best(
     summary: Output[Markdown],
 ) -> float:
     """Report (trials.csv, plots, best params) from the storage; the best config for retraining."""
-    from texinspect.tuning import pipeline_steps as ps
+    from texinspect.kubeflow import sweep_steps as ps
 
     common = ps.sweep_call(model, report.path, study_name, profile, overrides, params_file, data.path)
     result = ps.best(common, report.path, config.path, trials)
@@ -218,18 +209,18 @@ def build_sweep_pipeline(settings: SweepClusterSettings | None = None) -> GraphC
         config = best.outputs["config"]
 
         phase1 = train["train-phase1"](config=config, data=data.output, world_size=world_size)
-        configure_training_task(phase1, "train-phase1", cluster)
+        configure_task(phase1, "train-phase1", cluster)
         bank = train["build-memory-bank"](config=config, data=data.output, checkpoints=phase1.outputs["checkpoints"])
-        configure_training_task(bank, "build-memory-bank", cluster)
+        configure_task(bank, "build-memory-bank", cluster)
         phase2 = train["train-phase2"](config=config, data=data.output, bank=bank.outputs["bank"], world_size=world_size)
-        configure_training_task(phase2, "train-phase2", cluster)
+        configure_task(phase2, "train-phase2", cluster)
         evaluation = train["evaluate-model"](config=config, data=data.output, model=phase2.outputs["model"])
-        configure_training_task(evaluation, "evaluate-model", cluster)
+        configure_task(evaluation, "evaluate-model", cluster)
 
     return texinspect_sweep
 
 
-def compile_sweep_pipeline(path: Path = PIPELINE_FILE, settings: SweepClusterSettings | None = None) -> Path:
+def compile_sweep_pipeline(path: str | Path, settings: SweepClusterSettings | None = None) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     compiler.Compiler().compile(build_sweep_pipeline(settings), str(path))
@@ -246,12 +237,8 @@ def run_local_sweep(
     params: dict[str, Any] | None = None,
     overrides: dict[str, Any] | None = None,
     workers: int = 2,
-):  # -> texinspect.pipeline.local.LocalRun
+) -> LocalRun:
     """Every task on this machine with kfp.local; MLflow and the Optuna storage in ``out``."""
-    from kfp import local
-
-    from texinspect.pipeline.local import collect
-
     data, out = Path(data).resolve(), Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     merged = dict(overrides or {})
@@ -262,8 +249,8 @@ def run_local_sweep(
         args["params_file"] = str(Path(args["params_file"]).resolve())
     args.update(data_uri=str(data), overrides=json.dumps(merged))
     root = out / "kfp"
-    local.init(
-        runner=local.SubprocessRunner(use_venv=False),
+    kfp_local.init(
+        runner=kfp_local.SubprocessRunner(use_venv=False),
         pipeline_root=str(root),
         workspace_root=str(out / "kfp-workspace"),
         raise_on_error=True,
@@ -287,42 +274,3 @@ def run_local_sweep(
     if not runs:
         raise RuntimeError(f"the local sweep run wrote nothing under {root}")
     return collect(runs[-1])
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    comp = sub.add_parser("compile", help="write pipelines/{cpu,cuda}/texinspect-sweep.yaml (or one --out)")
-    comp.add_argument("--out", default=None, help="one file for --gpus/--image (default: both flavors)")
-    comp.add_argument("--workers", type=int, default=SweepClusterSettings().workers)
-    comp.add_argument("--image", default="", help="default: the CPU image for --gpus 0, else the CUDA one")
-    comp.add_argument("--gpus", type=int, default=None, help="GPUs per worker and training task")
-    run = sub.add_parser("run-local", help="run every task here with kfp.local")
-    run.add_argument("--data", required=True)
-    run.add_argument("--out", default="runs/sweep-pipeline")
-    run.add_argument("--model", default="rbae")
-    run.add_argument("--trials", type=int, default=4)
-    run.add_argument("--workers", type=int, default=2)
-    run.add_argument("--profile", default="")
-    run.add_argument("--storage", default="")
-    args = parser.parse_args(argv)
-    if args.command == "compile":
-        if args.out is None and args.gpus is None and not args.image:
-            for flavor, cluster in FLAVOR_SETTINGS.items():
-                settings = SweepClusterSettings(cluster, workers=args.workers)
-                print(compile_sweep_pipeline(sweep_file(flavor), settings))
-            return 0
-        cluster = ClusterSettings(image=args.image, gpus=1 if args.gpus is None else args.gpus)
-        out = Path(args.out) if args.out else sweep_file(cluster.flavor)
-        print(compile_sweep_pipeline(out, SweepClusterSettings(cluster, workers=args.workers)))
-        return 0
-    params = {"model": args.model, "trials": args.trials, "profile": args.profile, "params_file": "params.yaml"}
-    run_result = run_local_sweep(Path(args.data), Path(args.out), args.storage, params, workers=args.workers)
-    print(f"local sweep run: {run_result.root}")
-    for key, path in sorted(run_result.artifacts.items()):
-        print(f"  {key:<40} {path}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from texinspect.errors import ConfigError
-from texinspect.pipeline.settings import SWEEP_STORAGE_ENV
-from texinspect.pipeline.steps import StepError, params_path, parse_overrides, stage
+from texinspect.kubeflow.steps import StepError, params_path, parse_overrides, stage
+from texinspect.tuning.runner import plan_sweep, run_sweep
+from texinspect.tuning.settings import SWEEP_STORAGE_ENV
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,6 @@ class SweepCall:
     def run(self, trials: int, worker_id: int = 0, worker_trials: int | None = None, plots: bool = False):
         """Plan and run (or resume) the study: what ``texinspect sweep`` does with these options;
         ``worker_trials=0`` runs no trial and only writes the report. Returns the SweepResult."""
-        from texinspect.tuning import plan_sweep, run_sweep
 
         log.info("sweep %s: %d trials, worker %d", self, trials, worker_id)
         with stage("sweep"):

@@ -14,10 +14,10 @@ import pytest
 import yaml
 
 from texinspect.cli.pipeline import add_parser
-from texinspect.pipeline.build import PIPELINE_FILE, compile_all, compile_pipeline, stale_files
-from texinspect.pipeline.components import STAGES
-from texinspect.pipeline.settings import CUDA_IMAGE, DEFAULT_IMAGE
-from texinspect.pipeline.training import TRAINING_STAGES, ClusterSettings
+from texinspect.kubeflow.build import PIPELINE_FILE, compile_all, compile_pipeline, stale_files
+from texinspect.kubeflow.components import STAGES
+from texinspect.kubeflow.settings import CUDA_IMAGE, DEFAULT_IMAGE
+from texinspect.kubeflow.training_pipeline import TRAINING_STAGES, ClusterSettings
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -96,7 +96,7 @@ def test_components_use_the_project_image_and_install_nothing(
 
 
 def test_every_hyper_parameter_reaches_the_pipeline(compiled: tuple[dict[str, Any], dict[str, Any]]) -> None:
-    from texinspect.pipeline.steps import TYPED_PARAMETERS
+    from texinspect.kubeflow.steps import TYPED_PARAMETERS
 
     params = compiled[0]["root"]["inputDefinitions"]["parameters"]
     assert {"data_uri", "model", "profile", "overrides", "deploy_variant"} <= set(params)
@@ -222,7 +222,7 @@ def test_cache_keys_follow_the_dataset_content(compiled: tuple[dict[str, Any], d
 
 def test_fingerprint_step_hashes_the_imported_folder(tmp_path: Path) -> None:
     from texinspect.data.transfer import content_hash
-    from texinspect.pipeline import steps
+    from texinspect.kubeflow import steps
 
     (tmp_path / "train" / "good").mkdir(parents=True)
     (tmp_path / "train" / "good" / "a.png").write_bytes(b"1")

@@ -1,7 +1,8 @@
-"""``texinspect pipeline compile``: the pipeline YAML and one component YAML per stage.
+"""``texinspect pipeline compile``: both pipelines' YAML and one component YAML per stage.
 
-``pipelines/<flavor>/texinspect-training.yaml`` is what you upload to Kubeflow (UI or
-``kfp.Client``): ``cuda`` requests GPUs and names the CUDA image, ``cpu`` neither;
+``pipelines/<flavor>/texinspect-training.yaml`` (and ``texinspect-sweep.yaml``, the Optuna sweep
+that retrains its best configuration) is what you upload to Kubeflow (UI or ``kfp.Client``):
+``cuda`` requests GPUs and names the CUDA image, ``cpu`` neither;
 ``components/<stage>.yaml`` are the same components on their own, for other pipelines
 (``kfp.components.load_component_from_file``). Both are checked in and CI recompiles them to
 make sure they match the code (``texinspect pipeline compile --check``).
@@ -16,13 +17,14 @@ from pathlib import Path
 import yaml
 from kfp import compiler
 
-from texinspect.pipeline.components import build_components
-from texinspect.pipeline.training import PIPELINE_NAME, ClusterSettings, build_pipeline
+from texinspect.kubeflow import sweep_pipeline
+from texinspect.kubeflow.components import build_components
+from texinspect.kubeflow.settings import FLAVOR_SETTINGS
+from texinspect.kubeflow.sweep_pipeline import SweepClusterSettings, compile_sweep_pipeline
+from texinspect.kubeflow.training_pipeline import PIPELINE_NAME, ClusterSettings, build_pipeline
 
 PIPELINE_FILE = f"{PIPELINE_NAME}.yaml"
-# The YAML each image carries: the CPU image ships pipelines/cpu/, the CUDA image pipelines/cuda/
-# (the Dockerfile copies pipelines/${TORCH_FLAVOR}/ to /app/pipelines/).
-FLAVOR_SETTINGS: dict[str, ClusterSettings] = {"cpu": ClusterSettings(gpus=0), "cuda": ClusterSettings(gpus=1)}
+SWEEP_WORKERS = SweepClusterSettings().workers
 # Component YAMLs are for reuse in other pipelines; their training stages want a GPU.
 COMPONENT_SETTINGS = FLAVOR_SETTINGS["cuda"]
 
@@ -55,14 +57,19 @@ def compile_all(
     pipelines_dir: str | Path = "pipelines",
     components_dir: str | Path = "components",
     settings: ClusterSettings | None = None,
+    sweep_workers: int = SWEEP_WORKERS,
 ) -> list[Path]:
-    """Write the pipeline YAML and every component YAML; returns the paths written.
+    """Write both pipelines' YAML and every component YAML; returns the paths written.
 
-    Without ``settings``: one pipeline per flavor (``pipelines/cpu/``, ``pipelines/cuda/``);
-    with them: the one flavor they describe.
+    Without ``settings``: each pipeline once per flavor (``pipelines/cpu/``, ``pipelines/cuda/``);
+    with them: the one flavor they describe. ``sweep_workers``: the sweep's parallel workers.
     """
     targets = [settings] if settings else list(FLAVOR_SETTINGS.values())
-    written = [compile_pipeline(pipeline_path(pipelines_dir, s), s) for s in targets]
+    written = []
+    for target in targets:
+        written.append(compile_pipeline(pipeline_path(pipelines_dir, target), target))
+        sweep_path = Path(pipelines_dir) / target.flavor / sweep_pipeline.PIPELINE_FILE
+        written.append(compile_sweep_pipeline(sweep_path, SweepClusterSettings(target, workers=sweep_workers)))
     return written + compile_components(components_dir, settings)
 
 
@@ -70,12 +77,13 @@ def stale_files(
     pipelines_dir: str | Path = "pipelines",
     components_dir: str | Path = "components",
     settings: ClusterSettings | None = None,
+    sweep_workers: int = SWEEP_WORKERS,
 ) -> list[str]:
     """Checked-in YAML files that differ from a fresh compile (empty: up to date), with diffs."""
     problems: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         fresh_p, fresh_c = Path(tmp) / "p", Path(tmp) / "c"
-        for path in compile_all(fresh_p, fresh_c, settings):
+        for path in compile_all(fresh_p, fresh_c, settings, sweep_workers):
             if path.is_relative_to(fresh_p):
                 kept = Path(pipelines_dir) / path.relative_to(fresh_p)
             else:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from texinspect import __version__
+from texinspect.tuning import settings as tuning_settings
 
 PIPELINE_NAME = "texinspect-training"
 IMAGE_REPOSITORY = "ghcr.io/texinspect/texinspect"
@@ -31,7 +32,7 @@ def image_for(gpus: int) -> str:
 MODEL_STORE_MOUNT = "/mnt/model-store"
 # The sweep's Optuna storage URL (password included) reaches its tasks only as this environment
 # variable, from a Kubernetes Secret; never as a pipeline parameter (KFP keeps those in run records).
-SWEEP_STORAGE_ENV = "TEXINSPECT_SWEEP_STORAGE"
+SWEEP_STORAGE_ENV = tuning_settings.SWEEP_STORAGE_ENV  # the sweep database URL, from a Secret
 
 
 @dataclass(frozen=True)
@@ -59,3 +60,8 @@ class ClusterSettings:
     @property
     def flavor(self) -> str:
         return flavor_for(self.gpus)
+
+
+# The YAML each image carries: the CPU image ships pipelines/cpu/, the CUDA image pipelines/cuda/
+# (the Dockerfile copies pipelines/${TORCH_FLAVOR}/ to /app/pipelines/).
+FLAVOR_SETTINGS: dict[str, ClusterSettings] = {"cpu": ClusterSettings(gpus=0), "cuda": ClusterSettings(gpus=1)}

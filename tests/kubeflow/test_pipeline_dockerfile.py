@@ -10,9 +10,9 @@ from pathlib import Path
 
 import yaml
 
-from texinspect.pipeline.build import FLAVOR_SETTINGS, PIPELINE_FILE
-from texinspect.pipeline.settings import CUDA_IMAGE, DEFAULT_IMAGE
-from texinspect.pipeline.steps import PARAMS_ENV
+from texinspect.kubeflow.build import FLAVOR_SETTINGS, PIPELINE_FILE
+from texinspect.kubeflow.settings import CUDA_IMAGE, DEFAULT_IMAGE
+from texinspect.kubeflow.steps import PARAMS_ENV
 
 FLAVORS = ("cpu", "cuda")
 

@@ -18,8 +18,8 @@ import yaml
 
 from texinspect.config import load_config
 from texinspect.data.sample import make_sample_dataset
-from texinspect.pipeline.crd_schemas import validate_custom
-from texinspect.pipeline.local import run_local, summary
+from texinspect.kubeflow.crd_schemas import validate_custom
+from texinspect.kubeflow.local import run_local, summary
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = {

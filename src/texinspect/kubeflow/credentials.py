@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from texinspect.pipeline.settings import SWEEP_STORAGE_ENV, ClusterSettings
+from texinspect.kubeflow.settings import SWEEP_STORAGE_ENV, ClusterSettings
 
 # ConfigMap key -> environment variable, for tasks that log to or read from MLflow.
 MLFLOW_CONFIG_ENV: dict[str, str] = {"MLFLOW_TRACKING_URI": "MLFLOW_TRACKING_URI"}
@@ -68,7 +68,7 @@ def task_env(stage: str) -> TaskEnv:
         return TASK_ENV[stage]
     except KeyError:
         raise KeyError(
-            f"pipeline stage {stage!r} is not in texinspect.pipeline.credentials.TASK_ENV: "
+            f"pipeline stage {stage!r} is not in texinspect.kubeflow.credentials.TASK_ENV: "
             "say which ConfigMaps and Secrets it reads"
         ) from None
 
