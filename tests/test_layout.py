@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import subprocess
 import sys
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -106,3 +107,32 @@ def test_the_declarative_exceptions_still_exist() -> None:
     defined = {(rel, f.name) for rel, tree, _ in _sources() for f in _functions(tree)}
     assert DECLARATIVE <= defined, sorted(DECLARATIVE - defined)
     assert all((SRC / rel).exists() for rel in IMPORTS_INSIDE_BY_DESIGN)
+
+
+def _layers() -> list[list[str]]:
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    (layers,) = [c["layers"] for c in config if c["type"] == "layers"]
+    return [[m.strip() for m in layer.replace(":", "|").split("|")] for layer in layers]
+
+
+def _picture() -> str:
+    doc = (REPO / "docs" / "architecture.md").read_text()
+    section = doc.split("## The layout in one picture", 1)[1]
+    return section.split("```", 2)[1]
+
+
+def test_the_architecture_picture_matches_the_layers() -> None:
+    """docs/architecture.md draws every layer of the import contract, top to bottom in its order."""
+    picture = _picture()
+    positions = []
+    for layer in _layers():
+        found = []
+        for module in layer:
+            parts = module.split(".")[1:]
+            tokens = ["/".join(parts) + "/", "/".join(parts) + ".py", parts[-1] + ".py", parts[-1] + "/"]
+            hits = [picture.find(t) for t in tokens if picture.find(t) >= 0]
+            assert hits, f"{module} is a layer in pyproject.toml but not in docs/architecture.md's picture"
+            found.append(min(hits))
+        positions.append((min(found), max(found), layer))
+    for (_, upper_end, upper), (lower_start, _, lower) in zip(positions, positions[1:], strict=False):
+        assert upper_end < lower_start, f"the picture draws {lower} above {upper}, the contract has it below"

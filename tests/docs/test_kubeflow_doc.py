@@ -25,7 +25,7 @@ from urllib.parse import urlparse
 
 import pytest
 import yaml
-from tests.pipeline.fake_kfp import FakeKFP, kfp_host_fixture  # noqa: F401
+from tests.kubeflow.fake_kfp import FakeKFP, kfp_host_fixture  # noqa: F401
 from tests.s3_server import s3_env_fixture, seaweed_s3_fixture  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[2]

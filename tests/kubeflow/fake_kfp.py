@@ -1,7 +1,7 @@
 """A loopback server speaking the KFP v2beta1 REST paths ``kfp.Client`` uses: experiments,
 runs, recurring runs. Import the fixture where needed::
 
-    from tests.pipeline.fake_kfp import FakeKFP, kfp_host_fixture  # noqa: F401
+    from tests.kubeflow.fake_kfp import FakeKFP, kfp_host_fixture  # noqa: F401
 """
 
 from __future__ import annotations

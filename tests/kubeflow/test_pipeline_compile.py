@@ -161,11 +161,16 @@ def test_compile_command_writes_pipeline_and_components(
 
 
 def test_compile_all_returns_every_file(tmp_path: Path) -> None:
+    """Both pipelines (training and sweep) in each flavor, and every component."""
+    from texinspect.kubeflow import sweep_pipeline
+
     paths = compile_all(tmp_path / "p", tmp_path / "c")
-    assert len(paths) == 2 + len(STAGES) and all(p.stat().st_size > 0 for p in paths)
+    assert len(paths) == 4 + len(STAGES) and all(p.stat().st_size > 0 for p in paths)
     assert {p.relative_to(tmp_path / "p").as_posix() for p in paths if p.is_relative_to(tmp_path / "p")} == {
         f"cpu/{PIPELINE_FILE}",
         f"cuda/{PIPELINE_FILE}",
+        f"cpu/{sweep_pipeline.PIPELINE_FILE}",
+        f"cuda/{sweep_pipeline.PIPELINE_FILE}",
     }
 
 
@@ -199,6 +204,22 @@ def test_world_size_parameter_points_at_compile_time() -> None:
     args = parser.parse_args(["pipeline", "run", "--host", "http://x", "--data", "s3://d/x", "--param", "world_size=2"])
     with pytest.raises(ConfigError, match="compile --gpus"):
         pipeline_params(args)
+
+
+def test_run_sweep_takes_the_sweep_pipelines_parameters_and_yaml() -> None:
+    """``pipeline run --sweep`` checks --param against the sweep pipeline and submits its YAML."""
+    from texinspect.cli.pipeline import _package, pipeline_params
+    from texinspect.errors import ConfigError
+
+    parser = argparse.ArgumentParser(prog="texinspect")
+    add_parser(parser.add_subparsers(dest="command"))
+    base = ["pipeline", "run", "--host", "http://x", "--data", "s3://d/x", "--flavor", "cpu"]
+    args = parser.parse_args([*base, "--sweep", "--param", "trials=7"])
+    params, _ = pipeline_params(args)
+    assert params["trials"] == 7 and _package(args) == Path("pipelines/cpu/texinspect-sweep.yaml")
+    with pytest.raises(ConfigError, match="not a pipeline parameter"):
+        pipeline_params(parser.parse_args([*base, "--param", "trials=7"]))  # training has no trials
+    assert _package(parser.parse_args(base)) == Path("pipelines/cpu") / PIPELINE_FILE
 
 
 def test_cache_keys_follow_the_dataset_content(compiled: tuple[dict[str, Any], dict[str, Any]]) -> None:

@@ -139,7 +139,7 @@ def installed_extras() -> set[str]:
 
 def test_image_installs_every_extra_a_component_imports() -> None:
     """Issue 19 (2): the extras are derived from what the components' code imports, not listed by hand."""
-    from tests.pipeline.import_closure import component_entry_modules, extras_needed, uncovered
+    from tests.kubeflow.import_closure import component_entry_modules, extras_needed, uncovered
 
     entry = component_entry_modules()
     needed = extras_needed(entry)

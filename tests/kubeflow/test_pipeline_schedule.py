@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
-from tests.pipeline.fake_kfp import FakeKFP, kfp_host_fixture  # noqa: F401
+from tests.kubeflow.fake_kfp import FakeKFP, kfp_host_fixture  # noqa: F401
 
 from texinspect.cli.pipeline import add_parser
 from texinspect.errors import ConfigError

@@ -108,20 +108,14 @@ def _add_pipeline_args(parser: argparse.ArgumentParser) -> None:
         required=True,
         help="dataset: a local folder (--local) or a URI the cluster reads (s3://...)",
     )
-    parser.add_argument("--model", default=None, help="model family: rbae | fmrnet (default: params.yaml)")
+    parser.add_argument("--model", default=None, help="model family: rbae | fmrnet | aessim (default: params.yaml)")
     parser.add_argument(
         "--profile", default=None, help="named override set from params.yaml (e.g. smoke, cpu)"
     )
     parser.add_argument(
         "--config", default=None, help="params file; default: ./params.yaml locally, the image's on a cluster"
     )
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a params.yaml key (repeatable)",
-    )
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a params.yaml key (repeatable)")
     parser.add_argument(
         "--param",
         action="append",

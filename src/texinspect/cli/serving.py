@@ -87,13 +87,7 @@ def _add_serve(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument(
         "--tracking-uri", default=None, help="MLflow tracking URI for models:/ (default: MLFLOW_TRACKING_URI)"
     )
-    serve.add_argument(
-        "--family",
-        action="append",
-        default=[],
-        metavar="NAME=MODULE",
-        help="register an extra model family (plugin)",
-    )
+    serve.add_argument("--family", action="append", default=[], metavar="NAME=MODULE", help="register an extra model family (plugin)")
     serve.set_defaults(func=_cmd_serve)
 
 

@@ -30,20 +30,16 @@ class RBAELossWeights:
 class RBAEConfig:
     # dotted key (in this section) -> allowed range, checked with the shared keys' (config_ranges)
     RANGES: ClassVar[dict[str, Range]] = {
-        "widths": POSITIVE,
-        "patch_sizes": POSITIVE,
-        "ffm_kernel": POSITIVE,
-        "ffm_channels": POSITIVE,
+        **dict.fromkeys(
+            ("widths", "patch_sizes", "ffm_kernel", "ffm_channels", "msfdm_hidden", "segmenter_widths"), POSITIVE
+        ),
+        **dict.fromkeys(("msfdm_lambdas", "focal_gamma"), NON_NEGATIVE),
+        **dict.fromkeys((f"loss.{k}" for k in ("rec1", "per1", "pixel_dis", "rec2", "per2", "fea_rep", "seg")), NON_NEGATIVE),
         "attention_temperature": RATE,
-        "msfdm_lambdas": NON_NEGATIVE,
-        "msfdm_hidden": POSITIVE,
-        "focal_gamma": NON_NEGATIVE,
         "focal_alpha": PROBABILITY,
         "reference_candidates": Range(low=0, note="0: all training images"),
         "train_size": Range(low=0, note="0: data.image_size"),
         "phase1_fraction": Range(low=0, high=1, open_high=True, note="0: train.phase1_fraction"),
-        **{f"loss.{k}": NON_NEGATIVE for k in ("rec1", "per1", "pixel_dis", "rec2", "per2", "fea_rep", "seg")},
-        "segmenter_widths": POSITIVE,
     }
 
     widths: list[int] = field(default_factory=lambda: [32, 64, 128, 256, 512])
