@@ -94,12 +94,14 @@ def test_functions_fit_on_a_screen() -> None:
 
 
 def test_every_package_says_what_lives_there() -> None:
+    """Each package's docstring opens with at most two lines that say what lives there."""
     missing = []
     for init in sorted(SRC.rglob("__init__.py")):
         doc = ast.get_docstring(ast.parse(init.read_text()))
-        if not doc or len(doc.split()) < 8:
+        summary = doc.split("\n\n")[0].splitlines() if doc else []
+        if not summary or len(" ".join(summary).split()) < 8 or len(summary) > 2:
             missing.append(init.relative_to(SRC).as_posix())
-    assert missing == [], f"packages without a docstring saying what lives there: {missing}"
+    assert missing == [], f"packages without a two-line docstring saying what lives there: {missing}"
 
 
 def test_the_declarative_exceptions_still_exist() -> None:

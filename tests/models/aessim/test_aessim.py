@@ -162,3 +162,12 @@ def test_resume_continues_after_a_kill(sample: Path, tmp_path: Path, monkeypatch
     summary = json.loads((tmp_path / "train_summary.json").read_text())
     assert [row["step"] for row in summary["history"]["train"]] == [5.0, 10.0, 15.0]
     assert summary["phases"]["train"]["steps"] == 15 and calls["n"] == 8  # steps 6..15 ran after the resume
+
+
+def test_ssim_loss_is_zero_for_a_perfect_reconstruction_and_grows_with_damage() -> None:
+    from texinspect.models.aessim.losses import ssim_loss
+
+    x = torch.rand(2, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    noisy = (x + 0.3 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1))).clamp(0, 1)
+    assert float(ssim_loss(x, x)) == pytest.approx(0.0, abs=1e-5)
+    assert 0.0 < float(ssim_loss(x, (x + noisy) / 2)) < float(ssim_loss(x, noisy))

@@ -27,8 +27,8 @@ from texinspect.config import Config
 from texinspect.data.datasets import ImageDataset, split_train_val
 from texinspect.data.layout import scan_dataset
 from texinspect.errors import DataError
-from texinspect.models.aessim.network import SSIM_WINDOW, AESSIMNet
-from texinspect.scoring import ssim_map
+from texinspect.models.aessim.losses import ssim_loss
+from texinspect.models.aessim.network import AESSIMNet
 from texinspect.training.common import VAL_FRACTION, adam, to_device
 from texinspect.training.contract import FamilyTrainer, Phase, PhasePlan, train_family
 from texinspect.training.distributed import DDPForward, DistContext
@@ -89,7 +89,7 @@ class TrainStep:
         x = random_windows(images, self.net.patch, self.per_image, self.generator)
         x = x.contiguous(memory_format=torch.channels_last) if self.channels_last else x.contiguous()
         rec = self.net.ae(x)
-        return 1.0 - ssim_map(x, rec, window=SSIM_WINDOW).mean()
+        return ssim_loss(x, rec)
 
 
 def step_cap(config: Config, n_train: int) -> int:
