@@ -108,6 +108,12 @@ class EvalConfig:
     overlays: int = 8  # overlay PNGs written per defect type
 
 
+# Secrets are never config keys (params.yaml, pipeline parameters and MLflow params are logged):
+# parallel sweep workers read their shared Optuna storage URL, password included, from this
+# environment variable, which a Kubernetes Secret fills on a cluster.
+SWEEP_STORAGE_ENV = "TEXINSPECT_SWEEP_STORAGE"
+
+
 @dataclass
 class TrackingConfig:
     """MLflow tracking (SQLite + local artifact folder unless MLFLOW_TRACKING_URI is set)."""

@@ -13,11 +13,12 @@ from typing import Any
 import pytest
 import yaml
 
+from texinspect.config import SWEEP_STORAGE_ENV
 from texinspect.errors import ConfigError
 from texinspect.kubeflow.build import PIPELINE_FILE, compile_pipeline
 from texinspect.kubeflow.components import STAGES
 from texinspect.kubeflow.credentials import TASK_ENV, task_env
-from texinspect.kubeflow.settings import SWEEP_STORAGE_ENV, ClusterSettings
+from texinspect.kubeflow.settings import ClusterSettings
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET_WORDS = ("password", "secret", "storage", "token", "access_key", "credential", "db_url")

@@ -24,6 +24,7 @@ from texinspect.models.artifact import CARD_FILE, WEIGHTS_FILE, load_detector
 from texinspect.models.base import Detector
 from texinspect.models.registry import MODELS_PACKAGE, discover, family_module
 from texinspect.prediction import predict
+from texinspect.training.validation import SUMMARY_KEYS
 
 PARAMS = Path(__file__).resolve().parents[2] / "params.yaml"
 # the families that live in src/texinspect/models/ (test doubles registered elsewhere are not)
@@ -93,7 +94,8 @@ def test_training_writes_a_calibrated_artifact_of_its_family(trained: Trained) -
     assert card.family == family and card.config["model"] == family
     assert card.threshold is not None and np.isfinite(card.threshold)
     summary = json.loads((trained.out / "train_summary.json").read_text())
-    assert summary, "train_summary.json is empty"
+    assert set(SUMMARY_KEYS) <= set(summary), "the shared synthetic validation is missing from the summary"
+    assert summary["family"] == family
 
 
 def test_a_loaded_model_scores_like_the_saved_one(trained: Trained) -> None:

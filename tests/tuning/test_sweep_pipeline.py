@@ -63,8 +63,8 @@ def test_checked_in_yaml_is_up_to_date(tmp_path: Path) -> None:
 
 
 def test_missing_storage_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from texinspect.config import SWEEP_STORAGE_ENV
     from texinspect.errors import ConfigError
-    from texinspect.kubeflow.settings import SWEEP_STORAGE_ENV
     from texinspect.kubeflow.sweep_steps import sweep_call, worker_share
 
     monkeypatch.delenv(SWEEP_STORAGE_ENV, raising=False)

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from texinspect.kubeflow.settings import SWEEP_STORAGE_ENV, ClusterSettings
+from texinspect.config import SWEEP_STORAGE_ENV
+from texinspect.kubeflow.settings import ClusterSettings
 
 # ConfigMap key -> environment variable, for tasks that log to or read from MLflow.
 MLFLOW_CONFIG_ENV: dict[str, str] = {"MLFLOW_TRACKING_URI": "MLFLOW_TRACKING_URI"}

@@ -14,6 +14,7 @@ import json
 import logging
 import re
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,12 +75,21 @@ def run_local(
     overrides: dict[str, Any] | None = None,
 ) -> LocalRun:
     """Run the whole pipeline with ``kfp.local``; raises if any task fails."""
-    from kfp import local
-
     data, out = Path(data), Path(out).resolve()
     if not data.is_dir():
         raise DataError(f"dataset folder not found: {data}")
     out.mkdir(parents=True, exist_ok=True)
+    arguments = local_arguments(data, out, params, overrides)
+    log.info("local pipeline run: %s", arguments)
+    return run_with_kfp_local(build_pipeline(), arguments, out, PIPELINE_NAME)
+
+
+def run_with_kfp_local(pipeline: Callable[..., Any], arguments: dict[str, Any], out: Path, name: str) -> LocalRun:
+    """One run of a compiled-in-memory pipeline with ``kfp.local`` under ``out/kfp``, every task a
+    subprocess of this environment; the run folder it wrote, collected. A failed task is a
+    :class:`StepError` that points at the artifacts so far."""
+    from kfp import local
+
     pipeline_root = out / "kfp"
     local.init(
         runner=local.SubprocessRunner(use_venv=False),
@@ -87,20 +97,18 @@ def run_local(
         workspace_root=str(out / "kfp-workspace"),
         raise_on_error=True,
     )
-    before = set(pipeline_root.glob(f"{PIPELINE_NAME}-*")) if pipeline_root.is_dir() else set()
-    arguments = local_arguments(data, out, params, overrides)
-    log.info("local pipeline run: %s", arguments)
+    before = set(pipeline_root.glob(f"{name}-*")) if pipeline_root.is_dir() else set()
     with warnings.catch_warnings():  # "non-Python base image": the image is this environment here
         warnings.filterwarnings("ignore", message=".*base image.*", category=RuntimeWarning)
         warnings.filterwarnings(
             "ignore", message=".*no effect in the current local runner.*", category=UserWarning
         )
         try:
-            build_pipeline()(**arguments)
+            pipeline(**arguments)
         except RuntimeError as exc:  # kfp.local: "Pipeline ... finished with status FAILURE"
             plain = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))  # kfp colours its messages
             raise StepError(f"{plain} (the task's log is above; artifacts so far: {pipeline_root})") from exc
-    runs = sorted(set(pipeline_root.glob(f"{PIPELINE_NAME}-*")) - before)
+    runs = sorted(set(pipeline_root.glob(f"{name}-*")) - before)
     if not runs:
         raise DataError(f"the local run wrote nothing under {pipeline_root}")
     return collect(runs[-1])

@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from texinspect import __version__
-from texinspect.tuning import settings as tuning_settings
 
 PIPELINE_NAME = "texinspect-training"
 IMAGE_REPOSITORY = "ghcr.io/texinspect/texinspect"
@@ -29,10 +28,8 @@ def image_for(gpus: int) -> str:
     """The project image a pipeline compiled for ``gpus`` GPUs per training task must run."""
     return f"{IMAGE_REPOSITORY}:{__version__}{FLAVOR_TAG_SUFFIX[flavor_for(gpus)]}"
 
+
 MODEL_STORE_MOUNT = "/mnt/model-store"
-# The sweep's Optuna storage URL (password included) reaches its tasks only as this environment
-# variable, from a Kubernetes Secret; never as a pipeline parameter (KFP keeps those in run records).
-SWEEP_STORAGE_ENV = tuning_settings.SWEEP_STORAGE_ENV  # the sweep database URL, from a Secret
 
 
 @dataclass(frozen=True)

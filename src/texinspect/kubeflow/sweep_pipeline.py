@@ -20,20 +20,19 @@ writes it beside the training pipeline (``pipelines/{cpu,cuda}/texinspect-sweep.
 
 import json
 import os
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from kfp import compiler, dsl, kubernetes
-from kfp import local as kfp_local
 from kfp.dsl import Artifact, Dataset, Input, Markdown, Metrics, Output
 from kfp.dsl.graph_component import GraphComponent
 
+from texinspect.config import SWEEP_STORAGE_ENV
 from texinspect.kubeflow.components import build_components
 from texinspect.kubeflow.credentials import apply_env
-from texinspect.kubeflow.local import LocalRun, collect
-from texinspect.kubeflow.settings import SWEEP_STORAGE_ENV, ClusterSettings
+from texinspect.kubeflow.local import LocalRun, run_with_kfp_local
+from texinspect.kubeflow.settings import ClusterSettings
 from texinspect.kubeflow.training_pipeline import configure_task, ranks_per_pod
 
 PIPELINE_NAME = "texinspect-sweep"
@@ -248,29 +247,15 @@ def run_local_sweep(
     if args.get("params_file"):
         args["params_file"] = str(Path(args["params_file"]).resolve())
     args.update(data_uri=str(data), overrides=json.dumps(merged))
-    root = out / "kfp"
-    kfp_local.init(
-        runner=kfp_local.SubprocessRunner(use_venv=False),
-        pipeline_root=str(root),
-        workspace_root=str(out / "kfp-workspace"),
-        raise_on_error=True,
-    )
-    before = set(root.glob(f"{PIPELINE_NAME}-*")) if root.is_dir() else set()
     pipeline = build_sweep_pipeline(SweepClusterSettings(workers=workers))
     # The task subprocesses inherit this environment: the storage URL reaches them as on a
     # cluster (an env var), never as a parameter.
     previous = os.environ.get(SWEEP_STORAGE_ENV)
     os.environ[SWEEP_STORAGE_ENV] = storage or f"sqlite:///{out / 'optuna.db'}"
     try:
-        with warnings.catch_warnings():  # "non-Python base image": the image is this environment here
-            warnings.filterwarnings("ignore", message=".*base image.*", category=RuntimeWarning)
-            pipeline(**args)
+        return run_with_kfp_local(pipeline, args, out, PIPELINE_NAME)
     finally:
         if previous is None:
             os.environ.pop(SWEEP_STORAGE_ENV, None)
         else:
             os.environ[SWEEP_STORAGE_ENV] = previous
-    runs = sorted(set(root.glob(f"{PIPELINE_NAME}-*")) - before)
-    if not runs:
-        raise RuntimeError(f"the local sweep run wrote nothing under {root}")
-    return collect(runs[-1])

@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from texinspect.config import SWEEP_STORAGE_ENV
 from texinspect.errors import ConfigError
 from texinspect.kubeflow.steps import StepError, params_path, parse_overrides, stage
 from texinspect.tuning.runner import plan_sweep, run_sweep
-from texinspect.tuning.settings import SWEEP_STORAGE_ENV
 
 log = logging.getLogger(__name__)
 

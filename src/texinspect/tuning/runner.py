@@ -17,13 +17,13 @@ from typing import Any
 
 import optuna
 
-from texinspect.config import Config, load_config
+from texinspect.config import SWEEP_STORAGE_ENV, Config, load_config
 from texinspect.errors import ConfigError
 from texinspect.training.validation import ValidationSet, build_synthetic_validation, labelled_validation
 from texinspect.tuning.mlflow_runs import SweepTracker
 from texinspect.tuning.objective import Objective
 from texinspect.tuning.report import SUMMARY, best_trial, write_best_params, write_report
-from texinspect.tuning.settings import SWEEP_STORAGE_ENV, SweepSettings, load_sweep_settings
+from texinspect.tuning.settings import SweepSettings, load_sweep_settings
 from texinspect.tuning.space import SearchSpace, parse_space
 from texinspect.tuning.study import (
     StudyRef,

@@ -16,10 +16,6 @@ from texinspect.config import from_dict
 from texinspect.errors import ConfigError
 from texinspect.training.validation import DEFAULT_IMAGES, METRICS, VALIDATION_SEED
 
-# The Optuna storage URL of parallel workers (it carries the database password): read from the
-# environment, filled from a Kubernetes Secret on a cluster, never a parameter or a config key.
-SWEEP_STORAGE_ENV = "TEXINSPECT_SWEEP_STORAGE"
-
 
 @dataclass
 class SamplerSettings:
