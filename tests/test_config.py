@@ -194,8 +194,8 @@ def test_cli_refuses_batch_size_zero_before_training(tmp_path: Path, capsys: pyt
 
 
 def test_a_profiles_by_model_keys_apply_to_that_family_only_and_overrides_still_win(tmp_path) -> None:
-    """``profiles.<p>.by_model.<family>`` (issue 17): the cpu profile's DRAEM-style synthesis was
-    measured to help RB-AE and to hurt FMR-Net, so it applies to RB-AE alone."""
+    """``profiles.<p>.by_model.<family>`` (issue 17): keys measured for one family apply to it alone.
+    The real cpu profile's DRAEM-style synthesis is every family's (one synthetic validation set)."""
     path = tmp_path / "params.yaml"
     path.write_text(
         "model: rbae\nsynthesis: {defect_probability: 0.5}\ntrain: {lr: 1.0e-4}\n"
@@ -209,7 +209,8 @@ def test_a_profiles_by_model_keys_apply_to_that_family_only_and_overrides_still_
     real = Path(__file__).resolve().parents[1] / "params.yaml"
     rb, fm = load_config(real, ["model=rbae"], "cpu"), load_config(real, ["model=fmrnet"], "cpu")
     assert rb.synthesis.destructive_probability == 0.0 and rb.synthesis.mask.local_probability == 0.0
-    assert fm.synthesis == load_config(real, ["model=fmrnet"]).synthesis  # FMR-Net keeps the paper-default synthesis
+    assert rb.synthesis == fm.synthesis == load_config(real, ["model=aessim"], "cpu").synthesis
+    assert fm.synthesis != load_config(real, ["model=fmrnet"]).synthesis  # not the paper-default synthesis
 
 
 def test_a_profile_extends_another_and_its_own_keys_win(tmp_path: Path) -> None:

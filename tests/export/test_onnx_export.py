@@ -30,7 +30,11 @@ REPO = Path(__file__).resolve().parents[2]
 SIZE = 64
 FAMILY_OVERRIDES = {
     "rbae": ["rbae.segmentation=pixel_unet", "rbae.train_size=32"],  # as --profile cpu: pixel_unet, maps resized
-    "fmrnet": ["fmrnet.patch_stride=16", "fmrnet.inference_chunk=16"],  # overlapping windows in chunks, as --profile cpu
+    # as --profile cpu: the whole-image segmenter at half the side; overlapping windows in chunks, as the paper's
+    # stride; a network size below the card's image size
+    "fmrnet": ["fmrnet.patch_stride=16", "fmrnet.inference_chunk=16", "fmrnet.segmentation=pixel_unet",
+               "fmrnet.segmenter_training=images", "fmrnet.segmenter_scale=0.5", "fmrnet.train_size=48",
+               "fmrnet.image_score=map"],
 }
 
 

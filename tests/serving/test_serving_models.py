@@ -218,10 +218,17 @@ def test_edge_features_over_http_give_the_pixel_map(
     assert r.status_code == 400 and "input 'latent': shape must be [N, " in r.text
 
 
-@pytest.mark.parametrize("weighting", [[], ["fmrnet.patch_weight_power=2", "fmrnet.map_smoothing=4"]])
+WORK_SIZE_SEGMENTER = ["fmrnet.train_size=48", "fmrnet.patch_stride=16", "fmrnet.segmentation=pixel_unet",
+                       "fmrnet.segmenter_training=images", "fmrnet.segmenter_widths=[4,8]", "fmrnet.patch_weight_power=1"]
+
+
+@pytest.mark.parametrize(
+    "weighting", [[], ["fmrnet.patch_weight_power=2", "fmrnet.map_smoothing=4"], WORK_SIZE_SEGMENTER]
+)
 def test_edge_split_follows_the_configured_skip_levels(tmp_path: Path, weighting: list[str]) -> None:
-    """With GFRMs on other encoder layers, and with the soft multilevel weighting of the pixel map,
-    the split still equals full inference (no training needed)."""
+    """With GFRMs on other encoder layers, with the soft multilevel weighting of the pixel map, and
+    with the network at its own side (``fmrnet.train_size``) and the pixel segmenter, the split
+    still equals full inference (no training needed)."""
     from texinspect.models.artifact import ModelCard, save_detector
 
     torch.manual_seed(0)

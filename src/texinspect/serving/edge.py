@@ -32,7 +32,7 @@ from texinspect.errors import ModelError
 from texinspect.models.artifact import ModelCard, load_detector
 from texinspect.models.base import Detector
 from texinspect.models.fmrnet.cmfm import nearest_entry_distance
-from texinspect.models.fmrnet.network import FMRNet
+from texinspect.models.fmrnet.network import FMRNet, work_size
 from texinspect.models.fmrnet.patches import extract_patches, make_grid, patch_grid_values, stitch
 
 META_FILE = "texinspect_edge.json"
@@ -60,7 +60,8 @@ def feature_shapes(detector: Detector, image_size: int) -> dict[str, tuple[int, 
     """Per-image shapes of the uploaded features: (windows, ...) for an image_size x image_size image."""
 
     cfg = detector.cfg  # type: ignore[attr-defined]
-    grid = make_grid(1, image_size, image_size, cfg.patch_size, cfg.patch_stride)
+    side = work_size(cfg, image_size)  # the windows of the image at the network's side
+    grid = make_grid(1, side, side, cfg.patch_size, cfg.patch_stride)
     n, p, w = grid.per_image, cfg.patch_size, cfg.widths
     shapes: dict[str, tuple[int, ...]] = {LATENT: (n, int(cfg.latent_dim))}
     for level in skip_levels(detector):
@@ -85,10 +86,12 @@ class EdgeEncoder(nn.Module):
         self.encoder = net.encoder  # type: ignore[attr-defined]
         self.to_latent = net.to_latent  # type: ignore[attr-defined]
         self.register_buffer("memory", net.memory.detach().clone())  # type: ignore[attr-defined]
+        self.cfg = cfg  # for FMRNet.to_work_size (fmrnet.train_size)
         self.patch, self.stride = int(cfg.patch_size), int(cfg.patch_stride)
         self.levels = skip_levels(net)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        images = FMRNet.to_work_size(self, images)  # type: ignore[arg-type]  # uses self.cfg only
         patches, grid = extract_patches(images, self.patch, self.stride)
         feats, z = FMRNet.encode(self, patches)  # type: ignore[arg-type]  # uses self.encoder, self.to_latent
         scores = patch_grid_values(nearest_entry_distance(z, self.memory), grid)
@@ -276,7 +279,8 @@ class CloudHalf:
 
         net: Any = self.net
         cfg = net.cfg
-        images = images.to(self.device)
+        full_size = images.shape[-2:]
+        images = net.to_work_size(images.to(self.device))  # the windows' image (fmrnet.train_size)
         b, _, h, w = images.shape
         n = self.feature_shapes["latent"][0]
         z = features[LATENT].to(self.device).reshape(b * n, -1)
@@ -297,10 +301,11 @@ class CloudHalf:
         grid = make_grid(b, h, w, cfg.patch_size, cfg.patch_stride)
         full = stitch(torch.cat(recs), grid)[0]
         if not self.weights_by_windows:
-            return net.pixel_map(images, full)
+            return net.resize_maps(net.pixel_map(images, full), *full_size)
         if window_scores is None:
             window_scores = self.window_scores(features)
-        return net.pixel_map(images, full, patch_grid_values(window_scores.flatten(), grid))
+        maps = net.pixel_map(images, full, patch_grid_values(window_scores.flatten(), grid))
+        return net.resize_maps(maps, *full_size)
 
 
 def cloud_half_for(detector: Detector, card: ModelCard, device: torch.device | str) -> CloudHalf | None:

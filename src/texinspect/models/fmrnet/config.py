@@ -49,6 +49,7 @@ class FMRNetConfig:
         "patch_weight_power": Range(low=0, note="0: the paper's map"),
         "map_smoothing": Range(low=0, note="0: none"),
         "segmenter_scale": FRACTION,
+        "train_size": Range(low=0, note="0: the input's own size; else at least fmrnet.patch_size"),
     }
 
     patch_size: int = 64  # multiple of 32 (five stride-2 blocks)
@@ -99,6 +100,14 @@ class FMRNetConfig:
     segmentation: Literal["multimodal", "pixel_unet"] = "multimodal"
     segmenter_widths: list[int] = field(default_factory=lambda: [16, 32, 64, 128])
     segmenter_scale: float = 1.0  # the segmenter runs at this fraction of the input side (speed), logits resized back
+    # Extension, issue 17 round 5: "images" trains the segmenter on whole synthetic images (every window
+    # reconstructed and stitched, as at inference) instead of on the defect-centred windows ("windows"),
+    # so that it also learns what the stitched reconstruction of normal texture looks like.
+    segmenter_training: Literal["windows", "images"] = "windows"
+    # Extension, issue 17 round 5: side (px) the network trains and runs at; inputs are resized to it and
+    # maps resized back, as rbae.train_size (0: the input's own size, the paper). At 128 px a 64 px window
+    # covers a quarter of the image side and a 256 px image needs 9 windows instead of 49.
+    train_size: int = 0
     focal_alpha: float = 0.25
     focal_gamma: float = 2.0
     # Table II ablations

@@ -30,7 +30,7 @@ from texinspect.devices import resolve_device
 from texinspect.errors import ConfigError, ModelError
 from texinspect.models.artifact import load_detector
 from texinspect.models.fmrnet import build
-from texinspect.models.fmrnet.network import FMRNet
+from texinspect.models.fmrnet.network import FMRNet, work_size
 from texinspect.models.fmrnet.patches import extract_patches, make_grid
 from texinspect.outputs import ensure_output_dir
 from texinspect.torch_files import load_torch_file, save_torch_file
@@ -90,7 +90,7 @@ def _normal_images(config: Config) -> Dataset:
 
     index = scan_dataset(config.data.root)
     train, _ = split_train_val(index.train, VAL_FRACTION, config.seed)
-    return ImageDataset(train, config.data.image_size, config.data.channels, cache=False)
+    return ImageDataset(train, work_size(config.fmrnet, config.data.image_size), config.data.channels, cache=False)
 
 
 @torch.no_grad()
@@ -109,7 +109,8 @@ def encode_normal_patches(
     seen = 0
     total = 0
     for batch in DataLoader(images, batch_size=batch_size, shuffle=False):
-        patches, grid = extract_patches(batch["image"].to(device), cfg.patch_size, cfg.patch_stride)
+        images_at_work_size = net.to_work_size(batch["image"].to(device))  # no-op unless fmrnet.train_size
+        patches, grid = extract_patches(images_at_work_size, cfg.patch_size, cfg.patch_stride)
         if keep is None:
             total = len(images) * grid.per_image  # type: ignore[arg-type]
             keep = torch.ones(total, dtype=torch.bool)
@@ -139,7 +140,7 @@ def check_memory_capacity(config: Config, n_images: int) -> None:
     Phase 1 calls this first: finding out at the bank, after phase 1, would throw its minutes away.
     """
     cfg = config.fmrnet
-    size = config.data.image_size
+    size = work_size(cfg, config.data.image_size)
     windows = n_images * make_grid(1, size, size, cfg.patch_size, cfg.patch_stride).per_image
     usable = windows if cfg.memory_max_codes <= 0 else min(windows, cfg.memory_max_codes)
     if usable < cfg.memory_size:

@@ -16,6 +16,11 @@ used, as the paper states. Choices are explained in ``README.md``.
 Image paths (any size): images are cut into sliding-window patches (``patches.py``), all patches
 go through the network as one batch (chunked only to bound memory), reconstructions are stitched
 by averaging overlaps, and the multimodal map is computed on the stitched full-size image.
+
+Resolution (extension, ``fmrnet.train_size`` > 0): the public image paths resize their input to
+that side first (bilinear, antialiased) and resize maps back, as RB-AE's ``train_size`` does, so
+a network trained at 128 px answers for 256 px images with 256 px maps. Window grids
+(:meth:`FMRNet.patch_scores`) are those of the resized image.
 """
 
 from __future__ import annotations
@@ -57,6 +62,11 @@ def skip_levels(cfg: FMRNetConfig) -> tuple[int, ...]:
 PATCH_SCORE_RULE = "max_patch_memory_distance"
 
 
+def work_size(cfg: FMRNetConfig, image_size: int) -> int:
+    """Side the network trains and runs at: ``fmrnet.train_size``, or the images' own (0)."""
+    return int(cfg.train_size or image_size)
+
+
 class MultilevelResult(NamedTuple):
     """Multilevel detection: patch-level scores and flags, and the pixel map of flagged patches only."""
 
@@ -69,6 +79,15 @@ def _check_config(cfg: FMRNetConfig) -> None:
     """Refuse, in one line naming the key, a config the network cannot be built from."""
     check_patching(cfg.patch_size, cfg.patch_stride)
     check_modalities(cfg.modalities)
+    if cfg.train_size and cfg.train_size < cfg.patch_size:
+        raise ConfigError(
+            f"fmrnet.train_size={cfg.train_size} is smaller than one window (fmrnet.patch_size={cfg.patch_size}); "
+            "use 0 (the input's own size) or at least the window side"
+        )
+    if cfg.segmenter_training == "images" and cfg.segmentation != "pixel_unet":
+        raise ConfigError(
+            "fmrnet.segmenter_training=images trains the pixel segmenter: it needs fmrnet.segmentation=pixel_unet"
+        )
     for key in ("patch_weight_power", "map_smoothing"):
         if not getattr(cfg, key) >= 0:
             raise ConfigError(f"fmrnet.{key} must be >= 0 (0 disables it), got {getattr(cfg, key)}")
@@ -201,6 +220,22 @@ class FMRNet(Detector):
         """Whether the decoder reads the memory (CMFM on and a bank loaded)."""
         return self.addressing is not None and bool(self.memory_ready)
 
+    # ------------------------------------------------------------------ resolution
+
+    def to_work_size(self, images: torch.Tensor) -> torch.Tensor:
+        """Images at the side the network runs at (``fmrnet.train_size``; unchanged when 0 or equal)."""
+        side = int(self.cfg.train_size)
+        if not side or tuple(images.shape[-2:]) == (side, side):
+            return images
+        return F.interpolate(images, size=(side, side), mode="bilinear", align_corners=False, antialias=True)
+
+    @staticmethod
+    def resize_maps(maps: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        """(B, h, w) maps -> (B, height, width), bilinear (unchanged when the sizes match)."""
+        if tuple(maps.shape[-2:]) == (height, width):
+            return maps
+        return F.interpolate(maps[:, None], size=(height, width), mode="bilinear", align_corners=False)[:, 0]
+
     # ------------------------------------------------------------------ image score
 
     @property
@@ -228,9 +263,10 @@ class FMRNet(Detector):
         """Map and image score from one encoder pass (the patch rule reuses the window codes)."""
         if self.image_score_rule != PATCH_SCORE_RULE:
             return super().score(images, smoothing)
-        recs, grid_scores = self._reconstruct(images, distances=True)
+        x = self.to_work_size(images)
+        recs, grid_scores = self._reconstruct(x, distances=True)
         assert grid_scores is not None
-        maps = self.pixel_map(images, recs, grid_scores).float()
+        maps = self.resize_maps(self.pixel_map(x, recs, grid_scores).float(), *images.shape[-2:])
         return maps, grid_scores.flatten(1).amax(dim=1)
 
     # ------------------------------------------------------------------ pixel map
@@ -263,9 +299,13 @@ class FMRNet(Detector):
         return gaussian_blur(maps, self.cfg.map_smoothing)
 
     def stitch_window_scores(self, window_scores: torch.Tensor, height: int, width: int) -> torch.Tensor:
-        """(B, n_h, n_w) window scores -> (B, H, W): each pixel gets the mean over its windows."""
-        grid = make_grid(window_scores.shape[0], height, width, self.cfg.patch_size, self.cfg.patch_stride)
-        return stitch_values(window_scores.flatten(), grid)
+        """(B, n_h, n_w) window scores -> (B, H, W): each pixel gets the mean over its windows.
+
+        ``height`` x ``width`` is the image's size; the windows are those of its work size."""
+        side = int(self.cfg.train_size)
+        h, w = (side, side) if side else (height, width)
+        grid = make_grid(window_scores.shape[0], h, w, self.cfg.patch_size, self.cfg.patch_stride)
+        return self.resize_maps(stitch_values(window_scores.flatten(), grid), height, width)
 
     # ------------------------------------------------------------------ patch network
 
@@ -333,8 +373,9 @@ class FMRNet(Detector):
             raise ValueError(f"FMR-Net expects images (B, {self.channels}, H, W), got {tuple(images.shape)}")
 
     def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
-        """Full-size reconstruction: every patch through the network, overlaps averaged."""
-        return self._reconstruct(images, distances=False)[0]
+        """Reconstruction at the work size (the input's size unless ``fmrnet.train_size``): every
+        patch through the network, overlaps averaged."""
+        return self._reconstruct(self.to_work_size(images), distances=False)[0]
 
     def _reconstruct(self, images: torch.Tensor, distances: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Reconstruction and, with ``distances``, the window scores of :meth:`patch_scores` from
@@ -354,8 +395,9 @@ class FMRNet(Detector):
     @torch.no_grad()
     def anomaly_map(self, images: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) in [0, 1] -> multimodal anomaly map (B, H, W) at input resolution."""
-        recs, grid_scores = self._reconstruct(images, distances=self.weights_by_windows)
-        return self.pixel_map(images, recs, grid_scores)
+        x = self.to_work_size(images)
+        recs, grid_scores = self._reconstruct(x, distances=self.weights_by_windows)
+        return self.resize_maps(self.pixel_map(x, recs, grid_scores), *images.shape[-2:])
 
     @torch.no_grad()
     def patch_scores(self, images: torch.Tensor) -> torch.Tensor:
@@ -364,6 +406,7 @@ class FMRNet(Detector):
         Runs the encoder only (no decoder, no GFRM); windows as in :meth:`reconstruct`.
         """
         self._check_images(images)
+        images = self.to_work_size(images)
         if not bool(self.memory_ready):
             raise ModelError(
                 "patch scores need the memory bank: run `texinspect memory-bank` (or train) first"
@@ -382,6 +425,8 @@ class FMRNet(Detector):
         that no flagged window covers get 0 (not inspected further).
         """
         self._check_images(images)
+        height, width = images.shape[-2:]
+        images = self.to_work_size(images)
         thr = float(self.patch_threshold) if patch_threshold is None else float(patch_threshold)
         if math.isnan(thr):
             raise ModelError("no patch threshold: pass patch_threshold or use a model calibrated by `train`")
@@ -404,6 +449,7 @@ class FMRNet(Detector):
             full = torch.where(cover > 0, stitched, images)
             maps = self.pixel_map(images, full, patch_grid_values(scores, grid))
             maps = maps * (cover[:, 0] > 0)
+        maps = self.resize_maps(maps, height, width)
         return MultilevelResult(maps, patch_grid_values(scores, grid), patch_grid_values(flagged, grid))
 
 

@@ -31,6 +31,7 @@ phase 2. Rank 0 alone calibrates and writes the artifact.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ import torch
 from torch import nn
 
 from texinspect.config import Config
+from texinspect.data.datasets import ImageDataset
 from texinspect.errors import ModelError
 from texinspect.losses import focal_loss
 from texinspect.models.fmrnet import build
@@ -56,8 +58,15 @@ from texinspect.models.fmrnet.memory_bank import (
     load_memory_bank,
     memory_bank_matches,
 )
-from texinspect.models.fmrnet.network import Discriminator, FMRNet
-from texinspect.models.fmrnet.patches import crop, defect_corners, random_corners, shifted_corners
+from texinspect.models.fmrnet.network import Discriminator, FMRNet, work_size
+from texinspect.models.fmrnet.patches import (
+    crop,
+    defect_corners,
+    extract_patches,
+    random_corners,
+    shifted_corners,
+    stitch,
+)
 from texinspect.models.fmrnet.restarts import (
     PHASE1,
     read_selection,
@@ -288,12 +297,26 @@ class Phase2Step(_GeneratorStep):
     """One step of phase 2: I_s patches in, I_o patches as target, eq. (16), D update."""
 
     def losses(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
-        """Eq. (16) and the D update in between; under DDP this runs inside the generator's forward."""
+        """Eq. (16) and the D update in between; under DDP this runs inside the generator's forward.
+
+        With the extension's segmenter trained on whole images (``fmrnet.segmenter_training=images``)
+        every window of each image is restored and stitched, as at inference, and the segmenter
+        learns on the whole image; otherwise on the defect-centred windows."""
         io, defect, mask = _to(batch, self.device)
-        p, n = self.cfg.patch_size, self.cfg.patches_per_image
-        corners = defect_corners(mask, n, p, self.cfg.defect_patch_fraction)
-        target = crop(io, corners, p, n).contiguous(memory_format=self.fmt)
-        source = crop(defect, corners, p, n) if self.cfg.two_phase else target
+        whole = self.net.segmenter is not None and self.cfg.segmenter_training == "images"
+        source_images = defect if self.cfg.two_phase else io
+        if whole:
+            p, stride = self.cfg.patch_size, self.cfg.patch_stride
+            source, grid = extract_patches(source_images, p, stride)
+            target = extract_patches(io, p, stride)[0]
+            seg_images, seg_mask, seg_grid = source_images, mask, grid
+        else:
+            p, n = self.cfg.patch_size, self.cfg.patches_per_image
+            corners = defect_corners(mask, n, p, self.cfg.defect_patch_fraction)
+            target = crop(io, corners, p, n)
+            source = crop(source_images, corners, p, n)
+            seg_images, seg_mask, seg_grid = source, crop(mask, corners, p, n), None
+        target = target.contiguous(memory_format=self.fmt)
         with torch.no_grad():  # frozen encoder: it must keep matching the memory bank
             feats, z = self.net.encode(source.contiguous(memory_format=self.fmt))
         code = self.net.address(z)[1] if self.net.addressing is not None else z
@@ -303,8 +326,9 @@ class Phase2Step(_GeneratorStep):
         loss = self.cfg.loss.rec2 * loss_rec + self.cfg.loss.adv2 * loss_adv
         info.update({"rec": float(loss_rec.detach()), "adv": float(loss_adv.detach())})
         if self.net.segmenter is not None and self.cfg.loss.seg2 > 0:  # extension: pixel segmenter
-            logits = self.net.segment_logits(source, rec)
-            loss_seg = focal_loss(logits, crop(mask, corners, p, n), self.cfg.focal_alpha, self.cfg.focal_gamma)
+            seg_recs = rec if seg_grid is None else stitch(rec, seg_grid)[0]
+            logits = self.net.segment_logits(seg_images, seg_recs)
+            loss_seg = focal_loss(logits, seg_mask, self.cfg.focal_alpha, self.cfg.focal_gamma)
             loss = loss + self.cfg.loss.seg2 * loss_seg
             info["seg"] = float(loss_seg.detach())
         return loss, info
@@ -374,6 +398,18 @@ def load_phase2(config: Config, out_dir: str | Path, device: torch.device) -> FM
     return net.to(device, memory_format=_memory_format(config))
 
 
+def prepare_work_size_data(config: Config) -> TrainData:
+    """Training normals and synthetic defects at the network's side (``fmrnet.train_size``), the
+    held-out normals at ``data.image_size``: selection, calibration and validation score images
+    as ``predict`` does, through the network's own resizing."""
+    size = work_size(config.fmrnet, config.data.image_size)
+    if size == config.data.image_size:
+        return prepare_training_data(config)
+    data = prepare_training_data(config.with_overrides({"data.image_size": size}))
+    val = ImageDataset(data.val.records, config.data.image_size, config.data.channels, cache=True)
+    return dataclasses.replace(data, val=val)
+
+
 # --------------------------------------------------------------------------- calibration and the whole run
 
 
@@ -435,7 +471,7 @@ class FMRNetTrainer(FamilyTrainer):
 
     def _data(self) -> TrainData:
         if self.data is None:
-            self.data = prepare_training_data(self.config)
+            self.data = prepare_work_size_data(self.config)
         self.val, self.data_info = self.data.val, self.data.info
         return self.data
 
