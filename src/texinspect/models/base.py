@@ -10,9 +10,27 @@ from __future__ import annotations
 from typing import ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from texinspect.scoring import image_scores
+
+
+def resize_images(images: torch.Tensor, side: int) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C, side, side), bilinear and antialiased (unchanged when already so):
+    how a family that runs at its own side (``rbae.train_size``, ``fmrnet.train_size``) takes its input."""
+    if tuple(images.shape[-2:]) == (side, side):
+        return images
+    return F.interpolate(images, size=(side, side), mode="bilinear", align_corners=False, antialias=True)
+
+
+def resize_maps(maps: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """(B, h, w) maps -> (B, height, width), bilinear (unchanged when the sizes match): the map of
+    such a family back at the input's size."""
+    if tuple(maps.shape[-2:]) == (height, width):
+        return maps
+    return F.interpolate(maps[:, None], size=(height, width), mode="bilinear", align_corners=False)[:, 0]
+
 
 MAP_SCORE_RULE = "max_of_gaussian_smoothed_map"
 

@@ -30,7 +30,7 @@ from texinspect import __version__
 from texinspect.data.images import decode_image_bytes
 from texinspect.errors import ModelError
 from texinspect.models.artifact import ModelCard, load_detector
-from texinspect.models.base import Detector
+from texinspect.models.base import Detector, resize_maps
 from texinspect.models.fmrnet.cmfm import nearest_entry_distance
 from texinspect.models.fmrnet.network import FMRNet, work_size
 from texinspect.models.fmrnet.patches import extract_patches, make_grid, patch_grid_values, stitch
@@ -301,11 +301,11 @@ class CloudHalf:
         grid = make_grid(b, h, w, cfg.patch_size, cfg.patch_stride)
         full = stitch(torch.cat(recs), grid)[0]
         if not self.weights_by_windows:
-            return net.resize_maps(net.pixel_map(images, full), *full_size)
+            return resize_maps(net.pixel_map(images, full), *full_size)
         if window_scores is None:
             window_scores = self.window_scores(features)
         maps = net.pixel_map(images, full, patch_grid_values(window_scores.flatten(), grid))
-        return net.resize_maps(maps, *full_size)
+        return resize_maps(maps, *full_size)
 
 
 def cloud_half_for(detector: Detector, card: ModelCard, device: torch.device | str) -> CloudHalf | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,8 +49,17 @@ class TrainData:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def prepare_training_data(config: Config, val_fraction: float = VAL_FRACTION) -> TrainData:
-    """Scan ``config.data.root``, split off validation normals, wrap training normals with synthesis."""
+def prepare_training_data(config: Config, val_fraction: float = VAL_FRACTION, work_size: int = 0) -> TrainData:
+    """Scan ``config.data.root``, split off validation normals, wrap training normals with synthesis.
+
+    ``work_size`` > 0 (a family that runs at its own side: ``rbae.train_size``, ``fmrnet.train_size``):
+    training normals and synthetic defects at that side, the held-out normals still at
+    ``data.image_size``, so that selection, calibration and validation score images as ``predict``
+    does, through the network's own resizing."""
+    if work_size and work_size != config.data.image_size:
+        data = prepare_training_data(config.with_overrides({"data.image_size": work_size}), val_fraction)
+        val = ImageDataset(data.val.records, config.data.image_size, config.data.channels, cache=True)
+        return replace(data, val=val)
     index = scan_dataset(config.data.root)
     train_records, val_records = split_train_val(index.train, val_fraction, config.seed)
     if not train_records:

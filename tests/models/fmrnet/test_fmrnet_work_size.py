@@ -16,7 +16,7 @@ from texinspect.models.artifact import load_detector
 from texinspect.models.fmrnet import build, train
 from texinspect.models.fmrnet.memory_bank import load_memory_bank
 from texinspect.models.fmrnet.network import FMRNet
-from texinspect.models.fmrnet.training import prepare_work_size_data
+from texinspect.training.common import prepare_training_data
 
 # smoke profile: 32 px windows at stride 32; 128 px images, the network at 64 px (2 x 2 windows)
 WORK = {"data.image_size": 128, "fmrnet.train_size": 64}
@@ -41,7 +41,7 @@ def _held_pixel_auroc(cfg, checkpoint: Path) -> float:
     net = build(cfg)
     net.load_state_dict(torch.load(checkpoint, weights_only=True)["modules"]["generator"])
     net.eval()
-    synthetic = prepare_work_size_data(cfg).synthetic
+    synthetic = prepare_training_data(cfg, work_size=cfg.fmrnet.train_size).synthetic
     items = [synthetic[i] for i in range(len(synthetic))]
     defect = torch.stack([item["defect"] for item in items])
     mask = torch.stack([item["mask"] for item in items])

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from texinspect.errors import ConfigError, ModelError
-from texinspect.models.base import MAP_SCORE_RULE, Detector
+from texinspect.models.base import MAP_SCORE_RULE, Detector, resize_images, resize_maps
 from texinspect.models.blocks import Encoder, UpBlock
 from texinspect.models.fmrnet.cmfm import AddressingNetwork, nearest_entry_distance, read_memory
 from texinspect.models.fmrnet.config import FMRNetConfig
@@ -225,16 +225,7 @@ class FMRNet(Detector):
     def to_work_size(self, images: torch.Tensor) -> torch.Tensor:
         """Images at the side the network runs at (``fmrnet.train_size``; unchanged when 0 or equal)."""
         side = int(self.cfg.train_size)
-        if not side or tuple(images.shape[-2:]) == (side, side):
-            return images
-        return F.interpolate(images, size=(side, side), mode="bilinear", align_corners=False, antialias=True)
-
-    @staticmethod
-    def resize_maps(maps: torch.Tensor, height: int, width: int) -> torch.Tensor:
-        """(B, h, w) maps -> (B, height, width), bilinear (unchanged when the sizes match)."""
-        if tuple(maps.shape[-2:]) == (height, width):
-            return maps
-        return F.interpolate(maps[:, None], size=(height, width), mode="bilinear", align_corners=False)[:, 0]
+        return resize_images(images, side) if side else images
 
     # ------------------------------------------------------------------ image score
 
@@ -266,7 +257,7 @@ class FMRNet(Detector):
         x = self.to_work_size(images)
         recs, grid_scores = self._reconstruct(x, distances=True)
         assert grid_scores is not None
-        maps = self.resize_maps(self.pixel_map(x, recs, grid_scores).float(), *images.shape[-2:])
+        maps = resize_maps(self.pixel_map(x, recs, grid_scores).float(), *images.shape[-2:])
         return maps, grid_scores.flatten(1).amax(dim=1)
 
     # ------------------------------------------------------------------ pixel map
@@ -305,7 +296,7 @@ class FMRNet(Detector):
         side = int(self.cfg.train_size)
         h, w = (side, side) if side else (height, width)
         grid = make_grid(window_scores.shape[0], h, w, self.cfg.patch_size, self.cfg.patch_stride)
-        return self.resize_maps(stitch_values(window_scores.flatten(), grid), height, width)
+        return resize_maps(stitch_values(window_scores.flatten(), grid), height, width)
 
     # ------------------------------------------------------------------ patch network
 
@@ -397,7 +388,7 @@ class FMRNet(Detector):
         """(B, C, H, W) in [0, 1] -> multimodal anomaly map (B, H, W) at input resolution."""
         x = self.to_work_size(images)
         recs, grid_scores = self._reconstruct(x, distances=self.weights_by_windows)
-        return self.resize_maps(self.pixel_map(x, recs, grid_scores), *images.shape[-2:])
+        return resize_maps(self.pixel_map(x, recs, grid_scores), *images.shape[-2:])
 
     @torch.no_grad()
     def patch_scores(self, images: torch.Tensor) -> torch.Tensor:
@@ -449,7 +440,7 @@ class FMRNet(Detector):
             full = torch.where(cover > 0, stitched, images)
             maps = self.pixel_map(images, full, patch_grid_values(scores, grid))
             maps = maps * (cover[:, 0] > 0)
-        maps = self.resize_maps(maps, height, width)
+        maps = resize_maps(maps, height, width)
         return MultilevelResult(maps, patch_grid_values(scores, grid), patch_grid_values(flagged, grid))
 
 

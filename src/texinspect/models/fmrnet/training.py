@@ -31,7 +31,6 @@ phase 2. Rank 0 alone calibrates and writes the artifact.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
@@ -40,7 +39,6 @@ import torch
 from torch import nn
 
 from texinspect.config import Config
-from texinspect.data.datasets import ImageDataset
 from texinspect.errors import ModelError
 from texinspect.losses import focal_loss
 from texinspect.models.fmrnet import build
@@ -398,18 +396,6 @@ def load_phase2(config: Config, out_dir: str | Path, device: torch.device) -> FM
     return net.to(device, memory_format=_memory_format(config))
 
 
-def prepare_work_size_data(config: Config) -> TrainData:
-    """Training normals and synthetic defects at the network's side (``fmrnet.train_size``), the
-    held-out normals at ``data.image_size``: selection, calibration and validation score images
-    as ``predict`` does, through the network's own resizing."""
-    size = work_size(config.fmrnet, config.data.image_size)
-    if size == config.data.image_size:
-        return prepare_training_data(config)
-    data = prepare_training_data(config.with_overrides({"data.image_size": size}))
-    val = ImageDataset(data.val.records, config.data.image_size, config.data.channels, cache=True)
-    return dataclasses.replace(data, val=val)
-
-
 # --------------------------------------------------------------------------- calibration and the whole run
 
 
@@ -471,7 +457,7 @@ class FMRNetTrainer(FamilyTrainer):
 
     def _data(self) -> TrainData:
         if self.data is None:
-            self.data = prepare_work_size_data(self.config)
+            self.data = prepare_training_data(self.config, work_size=work_size(self.config.fmrnet, self.config.data.image_size))
         self.val, self.data_info = self.data.val, self.data.info
         return self.data
 

@@ -16,11 +16,10 @@ size are resized to it (bilinear, antialiased) and the map is resized back, so a
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from texinspect.errors import ConfigError, ModelError
-from texinspect.models.base import Detector
+from texinspect.models.base import Detector, resize_images, resize_maps
 from texinspect.models.blocks import Encoder
 from texinspect.models.rbae.config import RBAEConfig
 from texinspect.models.rbae.decoder import Decoder
@@ -169,13 +168,4 @@ class RBAENet(Detector):
     def anomaly_map(self, images: torch.Tensor) -> torch.Tensor:
         if images.dim() != 4 or images.shape[1] != self.channels:
             raise ValueError(f"RB-AE expects images (B, {self.channels}, H, W), got {tuple(images.shape)}")
-        h, w = images.shape[-2:]
-        x = images
-        if (h, w) != (self.size, self.size):
-            x = F.interpolate(
-                images, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True
-            )
-        amap = self.map_at_size(x)
-        if (h, w) != (self.size, self.size):
-            amap = F.interpolate(amap[:, None], size=(h, w), mode="bilinear", align_corners=False)[:, 0]
-        return amap
+        return resize_maps(self.map_at_size(resize_images(images, self.size)), *images.shape[-2:])

@@ -30,7 +30,6 @@ import torch
 import torch.nn.functional as F
 
 from texinspect.config import Config
-from texinspect.data.datasets import ImageDataset
 from texinspect.errors import ConfigError
 from texinspect.losses import focal_loss, resize_mask
 from texinspect.models.rbae.losses import build_perceptual, feature_repair_loss, pixel_discrimination_loss
@@ -189,13 +188,10 @@ class RBAETrainer(FamilyTrainer):
         self.size = size = train_size(config)
         perceptual, self.perceptual_desc = build_perceptual(config.rbae.perceptual, config.rbae.vgg_weights)
         self.perceptual = perceptual.to(device) if perceptual is not None else None
-        small = config.with_overrides({"data.image_size": size}) if size != config.data.image_size else config
-        self.data = data = prepare_training_data(small)
+        self.data = data = prepare_training_data(config, work_size=size)  # validated at data.image_size
         data.train.preload()
         data.val.preload()
         self.val, self.data_info = data.val, data.info
-        if size != config.data.image_size:  # calibrated and validated at the full size
-            self.val = ImageDataset(data.val.records, config.data.image_size, config.data.channels, cache=True)
         net = build_network(config).to(device)
         self.net = net.to(memory_format=torch.channels_last) if config.train.channels_last else net
         tc = config.train
