@@ -211,6 +211,8 @@ def test_a_profiles_by_model_keys_apply_to_that_family_only_and_overrides_still_
     assert rb.synthesis.destructive_probability == 0.0 and rb.synthesis.mask.local_probability == 0.0
     assert rb.synthesis == fm.synthesis == load_config(real, ["model=aessim"], "cpu").synthesis
     assert fm.synthesis != load_config(real, ["model=fmrnet"]).synthesis  # not the paper-default synthesis
+    # round 6: FMR-Net's training normals are relit (data.gain_jitter), RB-AE's are not (not measured for it)
+    assert fm.data.gain_jitter > 0.0 and rb.data.gain_jitter == 0.0 and load_config(real, ["model=fmrnet"]).data.gain_jitter == 0.0
 
 
 def test_a_profile_extends_another_and_its_own_keys_win(tmp_path: Path) -> None:

@@ -35,6 +35,9 @@ class DataConfig:
     # training normals turned at random before synthesis (none: as the papers); flips: mirrored left-right
     # and/or top-bottom; dihedral: also 90-degree turns. Only for surfaces whose texture has no direction.
     augment: Literal["none", "flips", "dihedral"] = "none"
+    # training normals multiplied by a random gain exp(U(-j, j)) before synthesis (exposure and
+    # illumination drift are not defects); 0: as the papers. synthesis/dataset.py: relight.
+    gain_jitter: float = 0.0
 
 
 @dataclass

@@ -77,6 +77,7 @@ RULES: dict[str, Range] = {
     "data.image_size": POSITIVE,
     "data.channels": Range(low=1, high=3, note="1 or 3"),
     "data.num_workers": NON_NEGATIVE,
+    "data.gain_jitter": Range(low=0.0, high=1.0, note="log-gain bound of the training normals' relighting; 0: off"),
     # synthesis
     "synthesis.defect_probability": PROBABILITY,
     "synthesis.transparency_min": FRACTION,

@@ -1,12 +1,18 @@
-"""The diagnosis script's variant parsing and the selection check's rank correlations."""
+"""The diagnosis script's variant parsing and the selection check's rank correlations and exposure check."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pandas as pd
 import pytest
-from tests.benchmarks.bench_helpers import load_script
+import torch
+from tests.benchmarks.bench_helpers import REPO, load_script
+
+from texinspect.config import load_config
+from texinspect.models.artifact import ModelCard
+from texinspect.models.base import Detector
 
 diagnose = load_script("diagnose")
 selection = load_script("selection")
@@ -38,3 +44,38 @@ def test_rank_correlation_per_surface_and_level() -> None:
     assert table.loc[("a", "perlin", "image"), "spearman_rho"] == pytest.approx(-1.0)
     assert table.loc[("b", "syn", "image"), "spearman_rho"] == pytest.approx(-1.0)
     assert table.loc[("b", "syn", "pixel"), "runs"] == 0 and math.isnan(table.loc[("b", "syn", "pixel"), "spearman_rho"])
+
+
+class _BrightnessMeter(Detector):
+    """Flags images by their mean brightness (``sign`` -1: by their darkness): exposure_rho's worst case."""
+
+    def __init__(self, sign: float) -> None:
+        super().__init__()
+        self.sign = sign
+
+    def anomaly_map(self, images: torch.Tensor) -> torch.Tensor:
+        return self.sign * images.mean(dim=(1, 2, 3))[:, None, None].expand(-1, *images.shape[2:])
+
+
+def test_exposure_rho_finds_a_score_that_follows_brightness(bench_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``selection.py --models`` writes exposure_rho (issue 17 round 6): no labels, held-out normals relit."""
+    config = load_config(REPO / "params.yaml", {"data.root": str(bench_data), "data.image_size": 64,
+                                                "synthesis.texture_pool": ""})
+    card = ModelCard(family="rbae", config={}, image_size=64, channels=3, score_smoothing=0.0)
+    for sign in (1.0, -1.0):
+        monkeypatch.setattr(selection, "load_detector", lambda _dir, sign=sign: (_BrightnessMeter(sign), card))
+        assert sign * selection.exposure_rho(Path("unused"), config) > 0.95
+
+
+def test_models_mode_skips_a_folder_it_cannot_load_and_keeps_the_others(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    good = tmp_path / "good"
+    measured = {"model": str(good), "surface": "s", "syn_image": 0.9, "syn_pixel": 0.8, "test_image": 0.7, "test_pixel": 0.6}
+    real = selection.measure_model
+    monkeypatch.setattr(selection, "measure_model", lambda d, sets, args: measured if d == good else real(d, sets, args))
+    csv = tmp_path / "runs.csv"
+    runs = selection.main(["--models", str(tmp_path / "not_a_model"), str(good), "--yardstick", "syn:", "--csv", str(csv)])
+    assert runs == 0
+    written = pd.read_csv(csv)
+    assert list(written["model"]) == [str(good)]  # the unloadable folder was skipped, not fatal
+    with pytest.raises(SystemExit):
+        selection.main(["--models", str(good)])  # a set to measure on is required

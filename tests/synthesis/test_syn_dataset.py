@@ -118,3 +118,37 @@ def test_augment_none_leaves_the_items_as_before_and_unknown_values_are_refused(
             assert torch.equal(plain[i][key], none[i][key])
     with pytest.raises(ConfigError, match="data.augment: expected one of none, flips, dihedral, got 'rot45'"):
         SyntheticDefectDataset(normal_dataset, plain.synthesizer, seed=5, augment="rot45")
+
+
+def test_gain_jitter_relights_each_normal_within_its_bound_and_the_defect_is_drawn_on_it(normal_dataset) -> None:
+    """``data.gain_jitter`` (issue 17 round 6): exposure drift is shown to the model as normal."""
+    synth = make(normal_dataset, seed=4).synthesizer
+    jitter = 0.3
+    ds = SyntheticDefectDataset(normal_dataset, synth, seed=4, defect_probability=0.0, gain_jitter=jitter)
+    gains = []
+    for epoch in range(3):
+        ds.set_epoch(epoch)
+        for i in range(len(ds)):
+            item, original = ds[i]["image"], normal_dataset[i]["image"]
+            unclipped = (item < 1.0) & (original > 0.05)
+            ratio = item[unclipped] / original[unclipped]
+            # one gain for the whole image (up to float rounding), inside exp([-j, j])
+            assert float(ratio.max() - ratio.min()) < 1e-4
+            gains.append(float(ratio.mean()))
+            torch.testing.assert_close(ds[i]["image"], item)  # the same gain each time it is read
+    assert min(gains) >= np.exp(-jitter) - 1e-4 and max(gains) <= np.exp(jitter) + 1e-4
+    assert min(gains) < 0.95 and max(gains) > 1.05  # darker and brighter views both occur
+    item = SyntheticDefectDataset(normal_dataset, synth, seed=4, defect_probability=1.0, gain_jitter=jitter)[1]
+    outside = item["mask"][0] == 0
+    assert (item["defect"] - item["image"]).abs()[:, outside].mean() < 0.01  # drawn on the relit image
+
+
+def test_gain_jitter_zero_leaves_the_items_as_before_and_bad_bounds_are_refused(normal_dataset) -> None:
+    plain = make(normal_dataset, seed=6)
+    zero = SyntheticDefectDataset(normal_dataset, plain.synthesizer, seed=6, gain_jitter=0.0)
+    for i in range(len(plain)):
+        for key in ("image", "defect", "mask"):
+            assert torch.equal(plain[i][key], zero[i][key])
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ConfigError, match=r"data.gain_jitter: expected a log-gain bound in \[0, 1.0\]"):
+            SyntheticDefectDataset(normal_dataset, plain.synthesizer, seed=6, gain_jitter=bad)

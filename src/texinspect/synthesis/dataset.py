@@ -17,6 +17,7 @@ from texinspect.errors import ConfigError
 from texinspect.synthesis.synthesizer import DefectSynthesizer
 
 AUGMENTS = ("none", "flips", "dihedral")
+MAX_GAIN_JITTER = 1.0  # log-gain bound: e**1 = 2.7x brighter or darker is already far past any exposure drift
 
 
 def turn(image: np.ndarray, augment: str, rng: np.random.Generator) -> np.ndarray:
@@ -34,11 +35,27 @@ def turn(image: np.ndarray, augment: str, rng: np.random.Generator) -> np.ndarra
     return np.ascontiguousarray(image)
 
 
+def relight(image: np.ndarray, jitter: float, rng: np.random.Generator) -> np.ndarray:
+    """``image`` times one random gain ``exp(U(-jitter, jitter))``, clipped to [0, 1].
+
+    A normal image taken with more or less light (exposure, lamp ageing, a cell's own
+    efficiency) is still normal. A network that only ever saw the training folder's brightness
+    learns brightness as part of "normal": the image scores of FMR-Net's ELPV models followed the
+    mean brightness of held-out good cells (Spearman +0.74, +0.85 and -0.84 for three seeds,
+    ``benchmarks/selection.py``'s ``exposure_rho``; issue 17 round 6), so bright (or dark) good cells
+    were flagged. The gain is drawn before synthesis, so defects are drawn on the relit
+    image. Its own random stream, so ``jitter = 0`` leaves every earlier run's batches unchanged.
+    """
+    gain = np.float32(np.exp(rng.uniform(-jitter, jitter)))
+    return np.clip(image * gain, 0.0, 1.0).astype(np.float32, copy=False)
+
+
 class SyntheticDefectDataset(Dataset):
     """Wraps a normal-image dataset (items ``{"image": (C,H,W) tensor, ...}``).
 
     Items: ``{"image": I_o, "defect": I_s, "mask": (1,H,W) float in {0,1}, "has_defect": float
-    tensor}`` (+ ``"rel"`` when the normal dataset gives it). With probability
+    tensor}`` (+ ``"rel"`` when the normal dataset gives it). Normals are turned (``augment``) and
+    relit (``gain_jitter``, :func:`relight`) before the defect is drawn. With probability
     ``defect_probability`` (default: the synthesizer's config) the item carries a defect;
     otherwise ``defect`` equals ``image`` and the mask is zeros. ``has_defect`` is 1 only when
     the mask is non-empty.
@@ -54,6 +71,7 @@ class SyntheticDefectDataset(Dataset):
         seed: int,
         defect_probability: float | None = None,
         augment: str = "none",
+        gain_jitter: float = 0.0,
     ) -> None:
         p = synthesizer.cfg.defect_probability if defect_probability is None else defect_probability
         if not 0.0 <= p <= 1.0:
@@ -65,6 +83,11 @@ class SyntheticDefectDataset(Dataset):
         if augment not in AUGMENTS:
             raise ConfigError(f"data.augment: expected one of {', '.join(AUGMENTS)}, got {augment!r}")
         self.augment = augment
+        if not 0.0 <= gain_jitter <= MAX_GAIN_JITTER:
+            raise ConfigError(
+                f"data.gain_jitter: expected a log-gain bound in [0, {MAX_GAIN_JITTER}], got {gain_jitter}"
+            )
+        self.gain_jitter = float(gain_jitter)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -96,6 +119,8 @@ class SyntheticDefectDataset(Dataset):
         )
         if self.augment != "none":
             image_np = turn(image_np, self.augment, np.random.default_rng([self.seed, self.epoch, index, 1]))
+        if self.gain_jitter > 0.0:
+            image_np = relight(image_np, self.gain_jitter, np.random.default_rng([self.seed, self.epoch, index, 2]))
         rng = self.rng(index)
         if rng.random() < self.defect_probability:
 

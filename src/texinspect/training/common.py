@@ -69,7 +69,9 @@ def prepare_training_data(config: Config, val_fraction: float = VAL_FRACTION, wo
     val = ImageDataset(val_records, size, channels, cache=True)
     pool = TexturePool(config.synthesis.texture_pool, size, channels, seed=config.seed)
     synthesizer = DefectSynthesizer(config.synthesis, size, channels, pool=pool)
-    synthetic = SyntheticDefectDataset(train, synthesizer, seed=config.seed, augment=config.data.augment)
+    synthetic = SyntheticDefectDataset(
+        train, synthesizer, seed=config.seed, augment=config.data.augment, gain_jitter=config.data.gain_jitter
+    )
     info = {
         "data_root": str(config.data.root),
         "n_train": len(train_records),
