@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import Row, RunSettings, row_config, score, setup_logging, surface_name  # noqa: E402
 from diagnose import parse_variant  # noqa: E402
 
+from texinspect.config import Config  # noqa: E402
 from texinspect.errors import TexinspectError  # noqa: E402
 from texinspect.models.artifact import load_card, load_detector  # noqa: E402
 from texinspect.training.validation import held_out_normals, synthetic_validation  # noqa: E402
@@ -68,10 +69,11 @@ EXPOSURE_GAINS = (0.8, 1.0, 1.25)
 
 
 @torch.no_grad()
-def exposure_rho(model_dir: Path, config: Any) -> float:
+def exposure_rho(model_dir: Path, config: Config) -> float:
     """Spearman correlation between held-out normals' image scores and their mean brightness, each
     normal as it is and relit by 0.8 and 1.25 (no labels needed). Near 0: exposure does not move the
-    score; near +-1: bright (or dark) good parts are flagged (FMR-Net on ELPV, issue 17 round 6)."""
+    score; near +-1: bright (or dark) good parts are flagged (FMR-Net on ELPV, issue 17 round 6).
+    ``config`` is the model's own: its data and seed, so its held-out split."""
     detector, card = load_detector(model_dir)
     detector.eval()
     normals = held_out_normals(config, card.image_size, card.channels)
@@ -96,7 +98,7 @@ def measure_model(model_dir: Path, sets: list[tuple[str, list[str]]], args: argp
         syn = synthetic_validation(model_dir, config, n_images=args.val_images)
         result.update({f"{name}_image": syn["image_auroc"], f"{name}_pixel": syn["pixel_auroc"],
                        f"{name}_aupro": syn["aupro"]})
-    result["exposure_rho"] = exposure_rho(model_dir, row_config(Row("exposure", card.family), settings, trained.seed))
+    result["exposure_rho"] = exposure_rho(model_dir, trained)
     test = score(Row("model", card.family), model_dir, data, model_dir.parent / "pred_selection", trained)
     return {**result, "test_image": test.get("image_auroc"), "test_pixel": test.get("pixel_auroc"),
             "test_aupro": test.get("aupro")}
