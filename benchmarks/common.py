@@ -318,7 +318,11 @@ def train_reference(row: Row, config: Config, run_dir: Path, settings: RunSettin
 
 
 def derive_model(base_model_dir: Path, overrides: list[str], target: Path, config: Config) -> Path:
-    """The base model with inference-only ``overrides``, thresholds re-calibrated on held-out normals."""
+    """The base model with inference-only ``overrides``, thresholds re-calibrated on held-out normals.
+
+    ``eval.*`` overrides (``eval.score_smoothing``, ``eval.k_sigma``) take effect: calibration uses
+    the new ``eval`` section and the card carries its score smoothing, which ``predict``, serving
+    and the synthetic validation read from the card."""
     card = load_card(base_model_dir)
     base_config = card.resolved_config()
     new_config = base_config.with_overrides(overrides)
@@ -330,8 +334,9 @@ def derive_model(base_model_dir: Path, overrides: list[str], target: Path, confi
         raise ModelError(f"{overrides} change the network's weights, not only inference: {exc}") from exc
     device = torch.device(resolve_device_name(config.device))
     detector.to(device).eval()
-    stats = calibrate(detector, held_out_normals(base_config), base_config.eval, device)
+    stats = calibrate(detector, held_out_normals(base_config), new_config.eval, device)
     card.config = new_config.to_dict()
+    card.score_smoothing = new_config.eval.score_smoothing
     card.threshold = stats["threshold"]
     card.pixel_threshold = stats["pixel_threshold"]
     card.normal_score_mean = stats["normal_score_mean"]

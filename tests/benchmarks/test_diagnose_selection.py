@@ -79,3 +79,30 @@ def test_models_mode_skips_a_folder_it_cannot_load_and_keeps_the_others(tmp_path
     assert list(written["model"]) == [str(good)]  # the unloadable folder was skipped, not fatal
     with pytest.raises(SystemExit):
         selection.main(["--models", str(good)])  # a set to measure on is required
+
+
+def test_derived_model_takes_eval_overrides(bench_data: Path, tmp_path: Path) -> None:
+    """``derive_model`` (diagnose.py --rescore, rescorings): an ``eval.score_smoothing`` override is the
+    derived card's smoothing and its calibration's. It used to be dropped: the card kept the base
+    model's smoothing and the thresholds were calibrated with it (issue 17 round 7)."""
+    common = load_script("common")
+    from texinspect.models import family_module
+    from texinspect.models.artifact import load_card, save_detector
+    from texinspect.training.validation import held_out_normals
+
+    config = load_config(REPO / "params.yaml", {"model": "aessim", "data.root": str(bench_data), "data.image_size": 64,
+                                                "synthesis.texture_pool": "", "device": "cpu"}, "smoke")
+    assert config.eval.score_smoothing == 4.0
+    torch.manual_seed(0)
+    detector = family_module("aessim").build(config).eval()
+    base = save_detector(detector, ModelCard(family="aessim", config=config.to_dict(), image_size=64, channels=3,
+                                             score_smoothing=4.0), tmp_path / "base")
+    derived = common.derive_model(base, ["eval.score_smoothing=0.0"], tmp_path / "derived", config)
+    card = load_card(derived)
+    assert card.score_smoothing == 0.0 and card.resolved_config().eval.score_smoothing == 0.0
+    normals = held_out_normals(config)
+    images = torch.stack([normals[i]["image"] for i in range(len(normals))])
+    with torch.no_grad():
+        raw, smoothed = (detector.score(images, s)[1] for s in (0.0, 4.0))
+    assert card.normal_score_mean == pytest.approx(float(raw.mean()), rel=1e-4)
+    assert abs(float(raw.mean()) - float(smoothed.mean())) > 1e-3  # the two smoothings are told apart
