@@ -11,9 +11,12 @@ import torch
 from tests.benchmarks.bench_helpers import REPO, load_script
 
 from texinspect.config import load_config
-from texinspect.models.artifact import ModelCard
+from texinspect.models import family_module
+from texinspect.models.artifact import ModelCard, load_card, save_detector
 from texinspect.models.base import Detector
+from texinspect.training.validation import held_out_normals
 
+common = load_script("common")
 diagnose = load_script("diagnose")
 selection = load_script("selection")
 
@@ -85,11 +88,6 @@ def test_derived_model_takes_eval_overrides(bench_data: Path, tmp_path: Path) ->
     """``derive_model`` (diagnose.py --rescore, rescorings): an ``eval.score_smoothing`` override is the
     derived card's smoothing and its calibration's. It used to be dropped: the card kept the base
     model's smoothing and the thresholds were calibrated with it (issue 17 round 7)."""
-    common = load_script("common")
-    from texinspect.models import family_module
-    from texinspect.models.artifact import load_card, save_detector
-    from texinspect.training.validation import held_out_normals
-
     config = load_config(REPO / "params.yaml", {"model": "aessim", "data.root": str(bench_data), "data.image_size": 64,
                                                 "synthesis.texture_pool": "", "device": "cpu"}, "smoke")
     assert config.eval.score_smoothing == 4.0
